@@ -1,0 +1,113 @@
+"""Frozen value types passed between the stages (see ../shared/DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One source to poll, as the operator (or a topic's news search) declared it."""
+
+    url: str
+    name: str
+    lang: str | None = None
+    interval: int = 600  # seconds between polls
+    tags: tuple[str, ...] = ()
+    topic: str | None = None  # set for generated news-search feeds
+    where: str = ""  # "file:line" of the declaration, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one HTTP (or file://) fetch produced.
+
+    status is 200 with a body, 304 when the validators matched, or the HTTP status of a
+    failure; error is set (and body None) whenever nothing usable came back.
+    """
+
+    url: str
+    status: int
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    final_url: str | None = None  # after redirects
+    permanent_url: str | None = None  # set when a 301/308 chain says the feed moved
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    error: str | None = None
+    transient: bool = True  # whether retrying later may help (with error)
+    retry_after: float | None = None  # seconds, from a Retry-After header
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status in (200, 304)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One news item, converted once from whatever the feed held."""
+
+    feed: str  # URL of the feed it came from
+    guid: str  # the feed's id for it (or the link when the feed gives none)
+    url: str  # canonical URL (see stories.canonical_url)
+    link: str  # the link as published (absolute)
+    title: str  # plain text, entities decoded
+    summary: str = ""  # plain text
+    content: str = ""  # plain text of the full content, when the feed carries it
+    published: datetime | None = None  # UTC, tz-aware
+    lang: str | None = None
+    author: str | None = None
+    source: str = ""  # outlet name
+
+    def text_fields(self) -> tuple[str, str]:
+        """The (title, body) pair that topics are matched against."""
+        body = self.summary if self.summary else self.content
+        return self.title, body
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One place where a query term matched: field is 'title' or 'body'; span in that text."""
+
+    term: str  # the query term as printed, e.g. '"Power of Siberia 2"' or 'financ*'
+    field: str
+    start: int
+    end: int
+    text: str  # the matched text as it appears in the item
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """An item matched a topic, and why."""
+
+    topic: str
+    hits: tuple[Hit, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Distinct matched texts, in order of first appearance (title first)."""
+        seen: dict[str, None] = {}
+        for h in sorted(self.hits, key=lambda h: (h.field != "title", h.start)):
+            seen.setdefault(h.text, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One pending notification: an item that matched a topic, for one destination."""
+
+    topic: str
+    item: Item
+    match: Match
+    destination: str = "console"
+    story: str | None = None  # id of the story it belongs to (clustering issue)
+    id: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Placeholder: the local feed server fixture lands here."""
