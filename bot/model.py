@@ -111,3 +111,30 @@ class Alert:
     story: str | None = None  # id of the story it belongs to (clustering issue)
     id: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A watchlist topic with its compiled query (a bot.query.Compiled)."""
+
+    id: str
+    title: str
+    query: str
+    compiled: Any = field(compare=False, repr=False)
+    context: str = ""
+    priority: str = "normal"  # high | normal | low
+    languages: tuple[str, ...] = ()  # empty: every language
+    feeds: tuple[str, ...] = ()  # feed names or URLs it is limited to; empty: all
+    tags: tuple[str, ...] = ()  # feed tags it is limited to; empty: all
+    search: tuple[str, ...] = ()  # languages of generated news-search feeds
+    where: str = ""  # "file:line"
+
+    def applies_to(self, lang: str | None, feed: FeedSpec | None) -> bool:
+        """Whether an item of this language from this feed is in the topic's scope."""
+        if self.languages and lang and lang.split("-")[0].lower() not in self.languages:
+            return False
+        if feed is None or feed.topic == self.id:
+            return True
+        if self.feeds and feed.url not in self.feeds and feed.name not in self.feeds:
+            return False
+        return not self.tags or bool(set(self.tags) & set(feed.tags))

@@ -1,0 +1,483 @@
+"""The topic query language: parse to an AST, print it back, evaluate it over tokens.
+
+    query   := or
+    or      := and ("OR" and)*
+    and     := not ("AND"? not)*            adjacent terms mean AND
+    not     := "NOT" not | near
+    near    := scoped ("NEAR/n" scoped)*     either order, at most n words between
+    scoped  := "title:" atom | atom
+    atom    := "(" query ")" | "phrase" | word | word* | @alias
+
+Operators are upper case; lower-case `and`/`or`/`not` are ordinary words. A trailing `*`
+(also inside a phrase) matches any continuation of a word. Parsed with lark (LALR, exact
+error positions); no user text ever becomes a regular expression, so no ReDoS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Mapping, Sequence, Union
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import QuerySyntaxError
+from .text import is_cjk, words
+
+_GRAMMAR = r"""
+?start: or_expr
+?or_expr: and_expr (_OR and_expr)*
+?and_expr: not_expr (_AND? not_expr)*
+?not_expr: _NOT not_expr -> not_
+         | near_expr
+?near_expr: scoped (NEAR scoped)*
+?scoped: TITLE atom -> scope
+       | atom
+?atom: _LPAR or_expr _RPAR
+     | PHRASE -> phrase
+     | ALIAS -> alias
+     | WORD -> word
+
+_OR: "OR"
+_AND: "AND"
+_NOT: "NOT"
+_LPAR: "("
+_RPAR: ")"
+NEAR.3: /NEAR\/[0-9]+(?![^\s"()])/
+TITLE.3: /title:(?=[^\s)])/
+PHRASE: /"[^"]*"/
+ALIAS: /@[A-Za-z0-9_][A-Za-z0-9_.-]*/
+WORD: /[^\s"()@][^\s"()]*/
+%import common.WS
+%ignore WS
+"""
+
+MAX_NEAR = 100
+MIN_STEM = 3  # letters before a trailing * (CJK: 1)
+
+
+# ---------------------------------------------------------------- AST
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A word or a quoted phrase; `parts` are folded words, each (text, is_prefix)."""
+
+    raw: str
+    quoted: bool = False
+    parts: tuple[tuple[str, bool], ...] = field(default=(), compare=False, hash=False)
+
+    def __str__(self) -> str:
+        return f'"{self.raw}"' if self.quoted else self.raw
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    name: str
+
+    def __str__(self) -> str:
+        return f"@{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: "Node"
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    left: "Node"
+    right: "Node"
+    distance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    field: str  # "title"
+    child: "Node"
+
+
+Node = Union[Term, Alias, Not, And, Or, Near, Scope]
+
+
+def to_text(node: Node) -> str:
+    """Print a node so that parse(to_text(n)) == n."""
+    if isinstance(node, (Term, Alias)):
+        return str(node)
+    if isinstance(node, Not):
+        return f"NOT {_wrap(node.child)}"
+    if isinstance(node, And):
+        return " AND ".join(_wrap(c) for c in node.children)
+    if isinstance(node, Or):
+        return " OR ".join(_wrap(c) for c in node.children)
+    if isinstance(node, Near):
+        return f"{_wrap(node.left)} NEAR/{node.distance} {_wrap(node.right)}"
+    if isinstance(node, Scope):
+        return f"{node.field}:{_wrap(node.child)}"
+    raise TypeError(node)
+
+
+def _wrap(node: Node) -> str:
+    return to_text(node) if isinstance(node, (Term, Alias)) else f"({to_text(node)})"
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def make_term(raw: str, quoted: bool, pos: int = 0, query: str = "") -> Term:
+    """Fold a word or phrase into parts, rejecting wildcards other than a trailing *."""
+    parts: list[tuple[str, bool]] = []
+    for chunk in raw.split():
+        prefix = chunk.endswith("*")
+        stem = chunk[:-1] if prefix else chunk
+        if "*" in stem:
+            at = pos + raw.find("*") + (1 if quoted else 0)
+            raise QuerySyntaxError("a wildcard * may only end a word", query or raw, at)
+        folded = words(stem)
+        if prefix:
+            if not folded:
+                raise QuerySyntaxError("a wildcard needs letters before it", query or raw, pos)
+            stem_word = folded[-1]
+            if len(stem_word) < MIN_STEM and not is_cjk(stem_word[-1]):
+                raise QuerySyntaxError(
+                    f"wildcard stem {stem_word!r} is too short (at least {MIN_STEM} letters)",
+                    query or raw, pos)
+            parts += [(w, False) for w in folded[:-1]] + [(stem_word, True)]
+        else:
+            parts += [(w, False) for w in folded]
+    if not parts:
+        what = "phrase" if quoted else "term"
+        raise QuerySyntaxError(f"{what} {raw!r} has no letters or digits", query or raw, pos)
+    return Term(raw, quoted, tuple(parts))
+
+
+class _Build(Transformer):
+    def __init__(self, query: str) -> None:
+        super().__init__()
+        self.query = query
+
+    def word(self, items: list[Token]) -> Term:
+        tok = items[0]
+        if str(tok) == "NEAR":
+            raise QuerySyntaxError("NEAR needs a distance, e.g. NEAR/5", self.query, tok.start_pos)
+        if str(tok).lower() == "title:":
+            raise QuerySyntaxError("title: must be followed directly by a term or a group",
+                                   self.query, tok.start_pos)
+        return make_term(str(tok), False, tok.start_pos, self.query)
+
+    def phrase(self, items: list[Token]) -> Term:
+        tok = items[0]
+        return make_term(str(tok)[1:-1], True, tok.start_pos, self.query)
+
+    def alias(self, items: list[Token]) -> Alias:
+        return Alias(str(items[0])[1:])
+
+    def not_(self, items: list[Node]) -> Not:
+        return Not(items[0])
+
+    def and_expr(self, items: list[Node]) -> And:
+        return And(tuple(items))
+
+    def or_expr(self, items: list[Node]) -> Or:
+        return Or(tuple(items))
+
+    def scope(self, items: list) -> Scope:
+        return Scope(str(items[0])[:-1], items[1])
+
+    def near_expr(self, items: list) -> Near:
+        node = items[0]
+        for op, right in zip(items[1::2], items[2::2]):
+            n = int(str(op).split("/")[1])
+            if n > MAX_NEAR:
+                raise QuerySyntaxError(f"NEAR distance {n} is larger than {MAX_NEAR}",
+                                       self.query, op.start_pos)
+            node = Near(node, right, n)
+        return node
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(_GRAMMAR, parser="lalr", lexer="basic", maybe_placeholders=False)
+
+
+_TOKEN_NAMES = {
+    "_OR": "OR", "_AND": "AND", "_NOT": "NOT", "_RPAR": "')'", "_LPAR": "'('",
+    "NEAR": "NEAR/n", "TITLE": "title:", "$END": "end of query",
+}
+
+
+def parse(query: str) -> Node:
+    """Parse a query into its AST or raise QuerySyntaxError pointing at the character."""
+    if not query.strip():
+        raise QuerySyntaxError("empty query", query, 0)
+    try:
+        tree = _parser().parse(query)
+        return _Build(query).transform(tree)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, query) from None
+    except Exception as exc:  # lark wraps transformer errors in VisitError
+        inner = getattr(exc, "orig_exc", None)
+        if isinstance(inner, QuerySyntaxError):
+            raise inner from None
+        raise
+
+
+def _syntax_error(exc: UnexpectedInput, query: str) -> QuerySyntaxError:
+    if isinstance(exc, UnexpectedCharacters):
+        ch = query[exc.pos_in_stream]
+        msg = "unclosed quote" if ch == '"' else f"unexpected character {ch!r}"
+        return QuerySyntaxError(msg, query, exc.pos_in_stream)
+    if isinstance(exc, UnexpectedEOF) or (
+        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+    ):
+        return QuerySyntaxError("query ends too early (missing term or ')')", query, len(query))
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    if tok.type == "NEAR":
+        msg = "NEAR/n needs a term on each side"
+    elif tok.type == "_RPAR":
+        before = query[: tok.start_pos].rstrip()
+        msg = "empty parentheses" if before.endswith("(") else "unbalanced ')'"
+    else:
+        shown = _TOKEN_NAMES.get(tok.type, repr(str(tok)))
+        msg = f"unexpected {shown}"
+    return QuerySyntaxError(msg, query, tok.start_pos)
+
+
+# ---------------------------------------------------------------- compilation
+
+
+@dataclass(frozen=True, slots=True)
+class CTerm:
+    """A compiled term: folded parts plus the field it is limited to (None: any)."""
+
+    parts: tuple[tuple[str, bool], ...]
+    label: str
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A query with aliases resolved: a tree over term indices, and the terms."""
+
+    source: str
+    tree: tuple  # ("t", i) | ("not", x) | ("and", xs) | ("or", xs) | ("near", a, b, n)
+    terms: tuple[CTerm, ...]
+
+
+def alias_terms(name: str, aliases: Mapping[str, Sequence[str]],
+                _stack: tuple[str, ...] = ()) -> list[Term]:
+    """The terms an alias stands for, following @references; raises KeyError/ValueError."""
+    if name in _stack:
+        raise ValueError("alias cycle: " + " -> ".join("@" + n for n in (*_stack, name)))
+    if name not in aliases:
+        raise KeyError(name)
+    out: list[Term] = []
+    for entry in aliases[name]:
+        entry = entry.strip()
+        if entry.startswith("@"):
+            out += alias_terms(entry[1:], aliases, (*_stack, name))
+        else:
+            out.append(make_term(entry, True))
+    return out
+
+
+def compile_query(source: str, aliases: Mapping[str, Sequence[str]] | None = None) -> Compiled:
+    """Parse and compile; raises QuerySyntaxError for syntax, alias and structure problems."""
+    node = parse(source)
+    terms: dict[CTerm, int] = {}
+    tree = _compile(node, aliases or {}, terms, None, source)
+    if not _anchored(tree):
+        raise QuerySyntaxError(
+            "query can match without any positive term (it only excludes); add a term to find",
+            source, 0)
+    return Compiled(source, tree, tuple(terms))
+
+
+def _compile(node: Node, aliases, terms: dict, scope: str | None, src: str) -> tuple:
+    if isinstance(node, Term):
+        return ("t", terms.setdefault(CTerm(node.parts, str(node), scope), len(terms)))
+    if isinstance(node, Alias):
+        try:
+            group = alias_terms(node.name, aliases)
+        except KeyError as exc:
+            known = ", ".join("@" + a for a in sorted(aliases)) or "none defined"
+            raise QuerySyntaxError(f"unknown alias @{exc.args[0]} (known: {known})",
+                                   src, max(src.find("@" + node.name), 0)) from None
+        except (ValueError, QuerySyntaxError) as exc:
+            raise QuerySyntaxError(f"alias @{node.name}: {exc}", src,
+                                   max(src.find("@" + node.name), 0)) from None
+        kids = [("t", terms.setdefault(CTerm(t.parts, str(t), scope), len(terms))) for t in group]
+        return kids[0] if len(kids) == 1 else ("or", tuple(kids))
+    if isinstance(node, Scope):
+        return _compile(node.child, aliases, terms, node.field, src)
+    if isinstance(node, Not):
+        return ("not", _compile(node.child, aliases, terms, scope, src))
+    if isinstance(node, (And, Or)):
+        op = "and" if isinstance(node, And) else "or"
+        return (op, tuple(_compile(c, aliases, terms, scope, src) for c in node.children))
+    if isinstance(node, Near):
+        left = _compile(node.left, aliases, terms, scope, src)
+        right = _compile(node.right, aliases, terms, scope, src)
+        for side in (left, right):
+            if not _positional(side):
+                raise QuerySyntaxError(
+                    "NEAR joins terms, @aliases or (a OR b) groups, not AND/NOT",
+                    src, max(src.find("NEAR/"), 0))
+        return ("near", left, right, node.distance)
+    raise TypeError(node)
+
+
+def _positional(tree: tuple) -> bool:
+    if tree[0] == "t":
+        return True
+    if tree[0] == "or":
+        return all(_positional(c) for c in tree[1])
+    return tree[0] == "near"
+
+
+def _anchored(tree: tuple) -> bool:
+    """True when every way to satisfy the tree needs some positive term to occur."""
+    kind = tree[0]
+    if kind in ("t", "near"):
+        return True
+    if kind == "not":
+        return False
+    if kind == "and":
+        return any(_anchored(c) for c in tree[1])
+    return all(_anchored(c) for c in tree[1])
+
+
+def positive_terms(tree: tuple) -> Iterable[int]:
+    """Indices of terms not under a NOT."""
+    kind = tree[0]
+    if kind == "t":
+        yield tree[1]
+    elif kind in ("and", "or"):
+        for c in tree[1]:
+            yield from positive_terms(c)
+    elif kind == "near":
+        yield from positive_terms(tree[1])
+        yield from positive_terms(tree[2])
+
+
+# ---------------------------------------------------------------- evaluation
+
+FIELDS = ("title", "body")
+Occ = tuple[int, int, int, int]  # (field index, first token, end token, term index)
+
+
+class Doc:
+    """Folded tokens of an item's title and body, with per-term occurrence caching."""
+
+    __slots__ = ("fields", "_index", "_cache")
+
+    def __init__(self, title_words: list[str], body_words: list[str]) -> None:
+        self.fields = (title_words, body_words)
+        self._index: list[dict[str, list[int]]] | None = None
+        self._cache: dict[CTerm, list[tuple[int, int, int]]] = {}
+
+    @classmethod
+    def of(cls, title: str, body: str) -> "Doc":
+        return cls(words(title), words(body))
+
+    def _positions(self, f: int, first: str) -> list[int]:
+        if self._index is None:
+            self._index = []
+            for toks in self.fields:
+                idx: dict[str, list[int]] = {}
+                for i, w in enumerate(toks):
+                    idx.setdefault(w, []).append(i)
+                self._index.append(idx)
+        return self._index[f].get(first, [])
+
+    def find(self, term: CTerm) -> list[tuple[int, int, int]]:
+        """Occurrences of a term: (field, start, end) token ranges."""
+        hit = self._cache.get(term)
+        if hit is None:
+            hit = self._cache[term] = list(self._find(term))
+        return hit
+
+    def _find(self, term: CTerm) -> Iterable[tuple[int, int, int]]:
+        parts = term.parts
+        n = len(parts)
+        for f, toks in enumerate(self.fields):
+            if term.scope is not None and FIELDS[f] != term.scope:
+                continue
+            first, pre = parts[0]
+            starts = range(len(toks)) if pre else self._positions(f, first)
+            for i in starts:
+                if i + n <= len(toks) and all(
+                    toks[i + k] == w or (p and toks[i + k].startswith(w))
+                    for k, (w, p) in enumerate(parts)
+                ):
+                    yield (f, i, i + n)
+
+
+def evaluate(q: Compiled, doc: Doc) -> tuple[bool, list[Occ]]:
+    """Whether the query matches, and the occurrences of the terms that made it match."""
+    return _eval(q.tree, q.terms, doc)
+
+
+def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: Doc) -> tuple[bool, list[Occ]]:
+    kind = tree[0]
+    if kind == "t":
+        occ = [(f, s, e, tree[1]) for f, s, e in doc.find(terms[tree[1]])]
+        return bool(occ), occ
+    if kind == "not":
+        ok, _ = _eval(tree[1], terms, doc)
+        return not ok, []
+    if kind == "and":
+        out: list[Occ] = []
+        for child in tree[1]:
+            ok, occ = _eval(child, terms, doc)
+            if not ok:
+                return False, []
+            out += occ
+        return True, out
+    if kind == "or":
+        out = []
+        any_ok = False
+        for child in tree[1]:
+            ok, occ = _eval(child, terms, doc)
+            any_ok |= ok
+            out += occ
+        return any_ok, out
+    return _near(tree, terms, doc)
+
+
+def _near(tree: tuple, terms: tuple[CTerm, ...], doc: Doc) -> tuple[bool, list[Occ]]:
+    _, left, right, n = tree
+    ok_l, occ_l = _eval(left, terms, doc)
+    if not ok_l:
+        return False, []
+    ok_r, occ_r = _eval(right, terms, doc)
+    if not ok_r:
+        return False, []
+    used: dict[Occ, None] = {}
+    for a in occ_l:
+        for b in occ_r:
+            if a[0] == b[0] and _gap(a, b) is not None and _gap(a, b) <= n:
+                used.setdefault(a, None)
+                used.setdefault(b, None)
+    return bool(used), list(used)
+
+
+def _gap(a: Occ, b: Occ) -> int | None:
+    """Words strictly between two occurrences in one field; None when they overlap."""
+    if a[2] <= b[1]:
+        return b[1] - a[2]
+    if b[2] <= a[1]:
+        return a[1] - b[2]
+    return None
