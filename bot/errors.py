@@ -34,7 +34,8 @@ class QuerySyntaxError(VeilleError):
 
     def pointer(self) -> str:
         """The query with a caret under the offending character."""
-        return f"{self.query}\n{' ' * self.pos}^"
+        flat = self.query.replace("\n", " ").replace("\t", " ").rstrip()
+        return f"{flat}\n{' ' * self.pos}^"
 
 
 class WatchlistError(VeilleError):

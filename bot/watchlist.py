@@ -247,7 +247,7 @@ def _validate(doc: _Located, model: type[BaseModel], data: Any = None,
             elif err["type"] == "missing":
                 doc.at(loc[:-1], f"missing required key {loc[-1]!r}")
             else:
-                where = ".".join(str(p) for p in loc if not isinstance(p, int))
+                where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
                 msg = err["msg"].removeprefix("Value error, ")
                 doc.at(loc, f"{where}: {msg}" if where else msg)
         return None
@@ -324,8 +324,8 @@ def load_watchlist(directory: str | Path) -> Watchlist:
     docs = {p: _Located(p, _read(p, problems), problems) for p in files}
     feeds = _load_feeds(directory, docs, problems)
     topic_docs = _topic_docs(docs)
-    aliases = _collect_aliases(topic_docs)
-    topics = _load_topics(topic_docs, aliases, feeds)
+    aliases, broken = _collect_aliases(topic_docs)
+    topics = _load_topics(topic_docs, aliases, broken, feeds)
     if problems:
         raise WatchlistError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
     return Watchlist(directory, tuple(feeds), tuple(topics),
@@ -379,7 +379,9 @@ def _topic_docs(docs: dict[Path, _Located]) -> list[tuple[_Located, TopicsFile]]
     return out
 
 
-def _collect_aliases(topic_docs: list[tuple[_Located, TopicsFile]]) -> dict[str, list[str]]:
+def _collect_aliases(topic_docs: list[tuple[_Located, TopicsFile]]
+                     ) -> tuple[dict[str, list[str]], set[str]]:
+    """All alias groups, and the names of those that are broken (already reported)."""
     aliases: dict[str, list[str]] = {}
     where: dict[str, str] = {}
     for doc, model in topic_docs:
@@ -390,13 +392,13 @@ def _collect_aliases(topic_docs: list[tuple[_Located, TopicsFile]]) -> dict[str,
                 continue
             aliases[name] = entries
             where[name] = f"{doc.file}:{doc.keys[('aliases', name)].start_mark.line + 1}"
-    for doc, model in topic_docs:
-        for name, entries in model.aliases.items():
-            _check_alias(doc, name, entries, aliases)
-    return aliases
+    broken = {name for doc, model in topic_docs for name, entries in model.aliases.items()
+              if not _check_alias(doc, name, entries, aliases)}
+    return aliases, broken
 
 
-def _check_alias(doc: _Located, name: str, entries: list[str], aliases) -> None:
+def _check_alias(doc: _Located, name: str, entries: list[str], aliases) -> bool:
+    ok = True
     for i, entry in enumerate(entries):
         try:
             if entry.strip().startswith("@"):
@@ -405,12 +407,15 @@ def _check_alias(doc: _Located, name: str, entries: list[str], aliases) -> None:
                 make_term(entry, True)
         except KeyError as exc:
             doc.at(("aliases", name, i), f"alias @{name}: unknown alias @{exc.args[0]}")
+            ok = False
         except (ValueError, QuerySyntaxError) as exc:
             doc.at(("aliases", name, i), f"alias @{name}: {exc}")
+            ok = False
+    return ok
 
 
 def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[str, list[str]],
-                 feeds: list[FeedSpec]) -> list[Topic]:
+                 broken: set[str], feeds: list[FeedSpec]) -> list[Topic]:
     topics: list[Topic] = []
     first: dict[str, str] = {}
     names = {f.name for f in feeds} | {f.url for f in feeds}
@@ -418,19 +423,15 @@ def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[st
     for doc, model in topic_docs:
         for i, raw in enumerate(model.topics):
             t = _validate(doc, TopicModel, raw, ("topics", i))
-            if t is None:
+            query = raw.get("query") if isinstance(raw, dict) else None
+            compiled = _compile_topic(doc, i, raw, aliases, broken) if isinstance(query, str) else None
+            if t is None or compiled is None:
                 continue
             line = doc.values[("topics", i)].start_mark.line + 1
             if t.id in first:
                 doc.at(("topics", i, "id"), f"duplicate topic id {t.id!r} (first at {first[t.id]})")
                 continue
             first[t.id] = f"{doc.file}:{line}"
-            try:
-                compiled = compile_query(t.query, aliases)
-            except QuerySyntaxError as exc:
-                doc.at_char(("topics", i, "query"), exc.pos,
-                            f"topic {t.id!r}: query: {exc.message}\n{_indent(exc.pointer())}")
-                continue
             for j, ref in enumerate(t.feeds):
                 if feeds and ref not in names:
                     _unknown(doc, ("topics", i, "feeds", j), "feed", ref, names)
@@ -438,12 +439,31 @@ def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[st
                 if feeds and tag not in tags:
                     _unknown(doc, ("topics", i, "tags", j), "feed tag", tag, tags)
             search = t.search if isinstance(t.search, dict) else {lang: "" for lang in t.search}
-            topics.append(Topic(
+            topic = Topic(
                 id=t.id, title=t.title, query=t.query, compiled=compiled,
                 context=" ".join(t.context.split()), priority=t.priority,
                 languages=tuple(t.languages), feeds=tuple(t.feeds), tags=tuple(t.tags),
-                search=tuple(sorted(search.items())), where=f"{doc.file}:{line}"))
+                search=tuple(sorted(search.items())), where=f"{doc.file}:{line}")
+            for lang, _ in topic.search:
+                if not search_query(topic, lang):
+                    doc.at(("topics", i, "search"),
+                           f"search: no phrase of topic {t.id!r} suits language {lang!r} (terms "
+                           f"with * cannot be searched); give it: search: {{{lang}: '\"...\"'}}")
+            topics.append(topic)
     return topics
+
+
+def _compile_topic(doc: _Located, i: int, raw: dict, aliases: dict[str, list[str]],
+                   broken: set[str]) -> Any:
+    """The compiled query of topic i, or None with the problem recorded at its character."""
+    try:
+        return compile_query(raw["query"], aliases)
+    except QuerySyntaxError as exc:
+        if not any(f"@{name}" in raw["query"] for name in broken):  # reported at the alias
+            name = raw.get("id", f"#{i + 1}")
+            doc.at_char(("topics", i, "query"), exc.pos,
+                        f"topic {name!r}: query: {exc.message}\n{_indent(exc.pointer())}")
+        return None
 
 
 def _indent(text: str) -> str:
