@@ -1,37 +1,75 @@
 """Match items against every topic: one Aho–Corasick pass, then only the hit topics' queries.
 
-The automaton holds one key per positive query term (its most selective literal run, padded
-with spaces so that a hit sits on word boundaries of the folded text). A topic whose keys do
-not occur cannot match, because every accepted query needs a positive term
-(query.compile_query rejects the others); so only hit topics are evaluated exactly.
+Every query term gets one automaton key: its longest run of words that must appear
+verbatim in the folded text, padded with spaces so that a hit sits on word boundaries. One
+pass over an item finds every key; a topic is evaluated only when one of its positive terms'
+keys occurred (every accepted query needs a positive term, see query.compile_query), and
+term occurrences are then verified only where their keys were found.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Iterable, Sequence
 
 import ahocorasick
 
 from .model import FeedSpec, Hit, Item, Match, Topic
-from .query import FIELDS, CTerm, Doc, evaluate, positive_terms
-from .text import Token, tokens, words
+from .query import FIELDS, CTerm, evaluate, positive_terms
+from .text import spans, words
 
-_FIELD_SEP = " | "  # "|" never survives folding, so no key spans two fields
+_FIELD_SEP = "|"  # a pseudo-word between title and body: "|" never survives folding
 
 
-def term_key(term: CTerm) -> str:
-    """The longest run of the term's parts that must appear verbatim in the folded text."""
-    best = ""
+def term_key(term: CTerm) -> tuple[str, int]:
+    """The most selective verbatim run of a term's words, and the index of its first word."""
+    best, offset = "", 0
     parts = term.parts
     for i in range(len(parts)):
         run: list[str] = []
         for word, prefix in parts[i:]:
             run.append(word)
+            key = " " + " ".join(run) + ("" if prefix else " ")
+            if len(key) > len(best):
+                best, offset = key, i
             if prefix:
-                best = max(best, " " + " ".join(run), key=len)
                 break
-            best = max(best, " " + " ".join(run) + " ", key=len)
-    return best
+    return best, offset
+
+
+class _Hits:
+    """Term occurrences of one item, verified at the places the automaton pointed to."""
+
+    __slots__ = ("toks", "n_title", "starts")
+
+    def __init__(self, toks: list[str], n_title: int, starts: dict[int, set[int]]) -> None:
+        self.toks, self.n_title, self.starts = toks, n_title, starts
+
+    def occurrences(self, term: CTerm, term_id: int) -> list[tuple[int, int, int]]:
+        out = []
+        toks, n = self.toks, len(term.parts)
+        for s in sorted(self.starts.get(term_id, ())):
+            if s < 0 or s + n > len(toks) or not all(
+                toks[s + k] == w or (p and toks[s + k].startswith(w))
+                for k, (w, p) in enumerate(term.parts)
+            ):
+                continue
+            field, local = (0, s) if s < self.n_title else (1, s - self.n_title - 1)
+            if term.scope is None or FIELDS[field] == term.scope:
+                out.append((field, local, local + n))
+        return out
+
+
+class _TopicDoc:
+    """What query.evaluate asks of a document, answered from the verified hits."""
+
+    __slots__ = ("hits", "ids")
+
+    def __init__(self, hits: _Hits, ids: dict[CTerm, int]) -> None:
+        self.hits, self.ids = hits, ids
+
+    def find(self, term: CTerm) -> list[tuple[int, int, int]]:
+        return self.hits.occurrences(term, self.ids[term])
 
 
 class Matcher:
@@ -39,54 +77,69 @@ class Matcher:
 
     def __init__(self, topics: Sequence[Topic]) -> None:
         self.topics = tuple(topics)
-        self._automaton = ahocorasick.Automaton()
-        keys: dict[str, set[int]] = {}
+        self._term_ids: dict[CTerm, int] = {}
+        entries: dict[str, tuple[list[tuple[int, int]], set[int]]] = {}
         for t_index, topic in enumerate(self.topics):
             q = topic.compiled
-            for term_index in positive_terms(q.tree):
-                keys.setdefault(term_key(q.terms[term_index]), set()).add(t_index)
-        for key, owners in keys.items():
-            self._automaton.add_word(key, tuple(sorted(owners)))
-        if keys:
+            positive = set(positive_terms(q.tree))
+            for i, term in enumerate(q.terms):
+                key, offset = term_key(term)
+                term_id = self._term_ids.setdefault(term, len(self._term_ids))
+                places, triggers = entries.setdefault(key, ([], set()))
+                if (term_id, offset) not in places:
+                    places.append((term_id, offset))
+                if i in positive:
+                    triggers.add(t_index)
+        self._automaton = ahocorasick.Automaton()
+        for key, (places, triggers) in entries.items():
+            self._automaton.add_word(key, (len(key), tuple(places), frozenset(triggers)))
+        if entries:
             self._automaton.make_automaton()
-        self._empty = not keys
-
-    def candidates(self, title_words: list[str], body_words: list[str]) -> set[int]:
-        """Indices of topics one of whose keys occurs in the text."""
-        if self._empty:
-            return set()
-        hay = " " + " ".join(title_words) + _FIELD_SEP + " ".join(body_words) + " "
-        hit: set[tuple[int, ...]] = {owners for _, owners in self._automaton.iter(hay)}
-        return {t for owners in hit for t in owners}
+        self._empty = not entries
 
     def match(self, title: str, body: str = "", *, lang: str | None = None,
               feed: FeedSpec | None = None) -> list[Match]:
         """The topics this text matches, with the terms and spans that made each match."""
-        doc = Doc(words(title), words(body))
-        found = []
-        for t_index in sorted(self.candidates(*doc.fields)):
-            topic = self.topics[t_index]
-            if not topic.applies_to(lang, feed):
-                continue
-            ok, occ = evaluate(topic.compiled, doc)
-            if ok:
-                found.append((topic, occ))
-        if not found:
+        if self._empty:
             return []
-        spans = (tokens(title), tokens(body))
-        texts = (title, body)
-        return [Match(topic.id, _hits(topic, occ, spans, texts)) for topic, occ in found]
+        tw, bw = words(title), words(body)
+        toks = tw + [_FIELD_SEP] + bw
+        hay = " " + " ".join(toks) + " "  # one space before every token
+        found_keys = list(self._automaton.iter(hay))
+        triggered = set().union(*(v[2] for _, v in found_keys)) if found_keys else set()
+        topics = [self.topics[i] for i in sorted(triggered)
+                  if self.topics[i].applies_to(lang, feed)]
+        if not topics:
+            return []
+        starts: dict[int, set[int]] = defaultdict(set)
+        for end, (length, places, _) in found_keys:
+            first = hay.count(" ", 0, end - length + 2) - 1  # token index of the key's first word
+            for term_id, offset in places:
+                starts[term_id].add(first - offset)
+        doc = _TopicDoc(_Hits(toks, len(tw), starts), self._term_ids)
+        found = [(t, occ) for t in topics for ok, occ in [evaluate(t.compiled, doc)] if ok]
+        return _with_spans(found, title, body)
 
     def match_item(self, item: Item, feed: FeedSpec | None = None) -> list[Match]:
         title, body = item.text_fields()
         return self.match(title, body, lang=item.lang, feed=feed)
 
 
+def _with_spans(found: list[tuple[Topic, list]], title: str, body: str) -> list[Match]:
+    """Matches with hits located in the original text (tokenised only where needed)."""
+    if not found:
+        return []
+    texts = (title, body)
+    fields = {f for _, occ in found for f, *_ in occ}
+    located = tuple(spans(texts[f]) if f in fields else [] for f in (0, 1))
+    return [Match(topic.id, _hits(topic, occ, located, texts)) for topic, occ in found]
+
+
 def _hits(topic: Topic, occ: Iterable[tuple[int, int, int, int]],
-          spans: tuple[list[Token], list[Token]], texts: tuple[str, str]) -> tuple[Hit, ...]:
+          located: tuple[list[tuple[int, int]], ...], texts: tuple[str, str]) -> tuple[Hit, ...]:
     out: dict[Hit, None] = {}
     for f, s, e, term_index in occ:
-        start, end = spans[f][s].start, spans[f][e - 1].end
+        start, end = located[f][s][0], located[f][e - 1][1]
         label = topic.compiled.terms[term_index].label
         out.setdefault(Hit(label, FIELDS[f], start, end, texts[f][start:end]), None)
     return tuple(sorted(out, key=lambda h: (h.field != "title", h.start, h.end)))

@@ -8,6 +8,7 @@ span in the original text. Matching then compares tokens for equality or prefix.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import NamedTuple
 
@@ -57,30 +58,60 @@ def _fold_char(ch: str) -> str:
 
 
 class _FoldTable(dict):
-    """str.translate table filled lazily: each code point folded once per process."""
+    """The fold of each code point, computed on first use."""
 
     def __missing__(self, cp: int) -> str:
-        value = _fold_char(chr(cp))
-        self[cp] = value
+        c = chr(cp)
+        value = self[cp] = _fold_char(c)
+        if len(value) != 1 and value != f" {c} ":
+            _RESIZED.add(c)
         return value
 
 
 _TABLE = _FoldTable()
+# Characters whose fold is not one character (nor a CJK character set apart by spaces).
+_RESIZED: set[str] = set()
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+_BMP: list[str] = []  # the fold of every BMP code point: list lookups are fast in translate
+_BMP_FLAT: list[str] = []  # the same with CJK characters not set apart: length-preserving
+_CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
+_WORD_OR_CJK = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
+
+
+def _bmp_tables() -> list[str]:
+    """Fill _BMP and _BMP_FLAT once (about 0.3 s); most characters take a shortcut."""
+    if not _BMP:
+        table = []
+        for cp in range(0x10000):
+            c = chr(cp)
+            simple = (unicodedata.normalize("NFKD", c) == c and c.casefold() == c
+                      and unicodedata.category(c)[0] in "LN")
+            if simple:  # already folded; CJK set apart by spaces
+                table.append(_TABLE.setdefault(cp, f" {c} " if is_cjk(c) else c))
+            else:
+                table.append(_TABLE[cp])
+        _BMP_FLAT[:] = [c.strip() if len(c) == 3 and c == f" {chr(cp)} " else c
+                        for cp, c in enumerate(table)]
+        _BMP[:] = table
+    return _BMP
 
 
 def fold(text: str) -> str:
     """The folded text: words separated by one or more spaces (not collapsed)."""
-    return text.translate(_TABLE)
+    out = text.translate(_BMP or _bmp_tables())  # characters past the BMP stay as they are...
+    if _ASTRAL.search(out):
+        out = _ASTRAL.sub(lambda m: _TABLE[ord(m.group())], out)  # ...and are folded here
+    return out
 
 
 def normalize(text: str) -> str:
     """Folded words joined by single spaces; idempotent."""
-    return " ".join(text.translate(_TABLE).split())
+    return " ".join(fold(text).split())
 
 
 def words(text: str) -> list[str]:
     """The folded tokens of text."""
-    return text.translate(_TABLE).split()
+    return fold(text).split()
 
 
 class Token(NamedTuple):
@@ -91,13 +122,31 @@ class Token(NamedTuple):
     end: int
 
 
+def spans(text: str) -> list[tuple[int, int]]:
+    """The [start, end) span in text of each token of words(text)."""
+    if _RESIZED.isdisjoint(text) and not _ASTRAL.search(text):
+        # each character folds to one (CJK ones kept whole): offsets are the original's
+        flat = text.translate(_BMP_FLAT or (_bmp_tables() and _BMP_FLAT))
+        return [m.span() for m in _WORD_OR_CJK.finditer(flat)]
+    return [(t.start, t.end) for t in _slow_tokens(text)]
+
+
 def tokens(text: str) -> list[Token]:
     """Folded tokens with spans; `[t.norm for t in tokens(x)] == words(x)` always."""
+    if _RESIZED.isdisjoint(text) and not _ASTRAL.search(text):
+        flat = text.translate(_BMP_FLAT or (_bmp_tables() and _BMP_FLAT))
+        return [Token(m.group(), *m.span()) for m in _WORD_OR_CJK.finditer(flat)]
+    return _slow_tokens(text)
+
+
+def _slow_tokens(text: str) -> list[Token]:
+    """Tokens character by character, for text with characters that fold to several."""
     out: list[Token] = []
     buf: list[str] = []
     start = end = 0
     for i, ch in enumerate(text):
-        for c in _TABLE[ord(ch)]:
+        cp = ord(ch)
+        for c in fold(ch) if cp >= 0x10000 else _BMP[cp]:
             if c == " ":
                 if buf:
                     out.append(Token("".join(buf), start, end))

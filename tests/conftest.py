@@ -60,3 +60,11 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _warm_text_tables() -> None:
+    """Build the folding tables once, so no test's timing (hypothesis deadlines) pays for it."""
+    from bot.text import fold
+
+    fold("warm")

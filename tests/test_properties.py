@@ -138,3 +138,11 @@ def test_aho_corasick_path_agrees_with_naive_reference(qs: list[str], title: str
     tw, bw = words(title), words(body)
     slow = {t.id for t in topics if naive_match(parse(t.query), tw, bw)}
     assert fast == slow
+
+
+@given(st.text())
+def test_spans_agree_with_the_slow_tokeniser(text: str) -> None:
+    from bot.text import _slow_tokens, spans
+
+    assert spans(text) == [(t.start, t.end) for t in _slow_tokens(text)]
+    assert tokens(text) == _slow_tokens(text)
