@@ -231,6 +231,214 @@ def _shift(body: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(s - start, min(e, end) - start) for s, e in spans if s < end]
 
 
+# ---------------------------------------------------------------- once / run
+
+
+def _open_app(sink=None, watchlists: Optional[Path] = None, **overrides):
+    from .app import App
+    from .errors import StoreError
+
+    settings = _settings(**({"watchlists": watchlists} if watchlists else {}), **overrides)
+    wl = _watchlist(settings.watchlists)
+    try:
+        return App.create(settings, sink=sink, watchlist=wl)
+    except StoreError as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def once(
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object per alert: topic, title, url, source, "
+        "published, terms, summary, story, also."),
+    watchlists: Optional[Path] = typer.Option(
+        None, "--watchlists", "-w", help="Watchlists directory (default: $VEILLE_WATCHLISTS)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every poll to stderr."),
+) -> None:
+    """Poll every feed once, store what is new, deliver the alerts, and exit.
+
+    Without VEILLE_TELEGRAM_TOKEN the alerts are printed here. A feed seen for the first
+    time alerts only on items newer than VEILLE_FIRST_POLL_MAX_AGE_HOURS (24 by default).
+    """
+    import asyncio
+
+    from .deliver import JsonSink
+    from .logs import setup_logging
+    from .scheduler import cycle
+
+    settings = _settings()
+    setup_logging("INFO" if verbose else "WARNING", settings.log_format)
+    application = _open_app(JsonSink() if as_json else None, watchlists)
+
+    async def go():
+        try:
+            with _progress(len(application.feeds()), enabled=not as_json) as advance:
+                return await cycle(application, on_done=advance)
+        finally:
+            await application.aclose()
+
+    outcomes = asyncio.run(go())
+    _cycle_summary(outcomes)
+
+
+def _progress(total: int, enabled: bool):
+    """A progress bar on a terminal (stderr) while many feeds are polled."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if not enabled or not err.is_terminal or total < 5:
+        return contextlib.nullcontext(lambda _outcome: None)
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True) as progress:
+            task = progress.add_task("feeds", total=total)
+            yield lambda _outcome: progress.advance(task)
+    return bar()
+
+
+def _cycle_summary(outcomes) -> None:
+    errors = [o for o in outcomes if o.status == "error"]
+    for o in errors:
+        err.print(Text(f"{o.feed.name} <{o.feed.url}>: {o.error}", style="red"))
+    count = lambda status: sum(o.status == status for o in outcomes)  # noqa: E731
+    err.print(Text(
+        f"{len(outcomes)} feeds: {count('new')} changed, {count('not-modified')} not modified, "
+        f"{count('unchanged')} unchanged, {len(errors)} failed; "
+        f"{sum(o.new_items for o in outcomes)} new items, "
+        f"{sum(len(o.alerts) for o in outcomes)} alerts", style="bold"))
+
+
+@app.command()
+def run(
+    watchlists: Optional[Path] = typer.Option(
+        None, "--watchlists", "-w", help="Watchlists directory (default: $VEILLE_WATCHLISTS)."),
+) -> None:
+    """Poll every feed on its schedule and deliver alerts, until SIGINT or SIGTERM.
+
+    Edits to watchlists/ are picked up within seconds (a broken edit is reported and the
+    last good watchlist kept). Stopping lets polls in flight finish, then exits 0.
+    """
+    import asyncio
+    import signal
+
+    from .logs import setup_logging
+    from .scheduler import Runner
+
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_format)
+    application = _open_app(None, watchlists)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Runner(application).run(stop)
+        finally:
+            await application.aclose()
+
+    asyncio.run(go())
+
+
+# ---------------------------------------------------------------- operator views
+
+
+@app.command()
+def feeds(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per feed."),
+) -> None:
+    """Every feed with its polling state: last poll, status, items, error streak, next poll."""
+    from rich.table import Table
+
+    from .store import Store
+
+    settings = _settings()
+    with Store.open(settings.database_url) as store:
+        rows = [r for r in store.feeds_overview() if r.active]
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps({
+                "name": r.name, "url": r.declared_url, "fetch_url": r.url,
+                "last_poll": _iso_or_none(r.last_poll_at), "status": r.last_status,
+                "items": r.items_total, "error_streak": r.error_streak,
+                "last_error": r.last_error, "next_poll": _iso_or_none(r.next_poll_at)},
+                ensure_ascii=False) + "\n")
+        return
+    table = Table(show_lines=False)
+    for col in ("feed", "last poll", "status", "items", "errors", "next poll", "last error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        status = "never" if r.last_poll_at is None else ("ok" if r.error_streak == 0 else "failing")
+        table.add_row(r.name, _ago(r.last_poll_at), f"{status} {r.last_status or ''}".strip(),
+                      str(r.items_total), str(r.error_streak), _ago(r.next_poll_at),
+                      (r.last_error or "")[:80], style="red" if r.error_streak else None)
+    out.print(table)
+    out.print(Text(f"{len(rows)} feeds, {sum(r.error_streak > 0 for r in rows)} failing"))
+
+
+@app.command()
+def alerts(
+    topic: Optional[str] = typer.Option(None, "--topic", "-t", help="Only this topic id."),
+    since: str = typer.Option("24h", "--since", help="How far back: 30m, 24h, 7d."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per alert."),
+) -> None:
+    """Alerts recorded in the outbox, newest first, with their delivery status."""
+    from .store import Store
+
+    try:
+        window = _duration(since)
+    except ValueError as exc:
+        err.print(Text(f"--since: {exc}", style="red"))
+        raise typer.Exit(2) from None
+    settings = _settings()
+    with Store.open(settings.database_url) as store:
+        rows = store.recent_alerts(since=datetime.now(timezone.utc) - window, topic=topic)
+    for r in rows:
+        if as_json:
+            sys.stdout.write(json.dumps({
+                "id": r.id, "topic": r.topic, "status": r.status, "created": r.created_at.isoformat(),
+                "sent": _iso_or_none(r.sent_at), "title": r.title, "url": r.link,
+                "source": r.source, "published": _iso_or_none(r.published),
+                "terms": list(r.terms)}, ensure_ascii=False) + "\n")
+        else:
+            out.print(Text(f"{r.created_at:%Y-%m-%d %H:%M} {r.status:<7} {r.topic:<20} ")
+                      + Text(r.title, style="bold") + Text(f"  {r.source}  {r.link}", style="dim"))
+    if not as_json:
+        out.print(Text(f"{len(rows)} alerts since {since}"
+                       + (f" for {topic}" if topic else ""), style="bold"))
+
+
+def _duration(text: str):
+    from datetime import timedelta
+
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 30m, 24h, 7d")
+    n, unit = int(m.group(1)), m.group(2)
+    return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit])
+
+
+def _iso_or_none(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _ago(dt: datetime | None) -> str:
+    if dt is None:
+        return "—"
+    secs = (dt - datetime.now(timezone.utc)).total_seconds()
+    span = abs(secs)
+    text = (f"{span:.0f}s" if span < 120 else f"{span / 60:.0f}m" if span < 7200
+            else f"{span / 3600:.1f}h" if span < 172800 else f"{span / 86400:.0f}d")
+    return f"in {text}" if secs > 0 else f"{text} ago"
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,98 @@
+"""Draining the outbox: lease pending alerts, hand each to a sink, record the outcome.
+
+A sink delivers one alert and returns its message id; the Telegram sink (next issue) plugs
+in beside the console ones. An alert is marked sent only after its sink returned, so a
+crash loses nothing; at most the alert being delivered at that instant is repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime, timedelta
+from typing import Callable, Protocol, TextIO
+
+from rich.console import Console
+
+from .model import Alert, Topic
+from .render import alert_json, alert_text
+from .store import Store
+
+log = logging.getLogger("veille.deliver")
+
+LEASE = timedelta(minutes=2)
+RETRY = timedelta(minutes=1)
+
+
+class DeliveryError(Exception):
+    """A sink could not deliver; `retry_after` None means never (a permanent failure)."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = RETRY) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Sink(Protocol):
+    destination: str
+
+    async def send(self, alert: Alert, topic: Topic | None) -> str | None: ...
+
+
+class ConsoleSink:
+    """Prints alerts for a person reading the terminal: the default without a Telegram token."""
+
+    destination = "console"
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False, soft_wrap=True)
+
+    async def send(self, alert: Alert, topic: Topic | None) -> str | None:
+        self.console.print(alert_text(alert, topic))
+        return None
+
+
+class JsonSink:
+    """Prints one JSON object per alert (`veille once --json`)."""
+
+    destination = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    async def send(self, alert: Alert, topic: Topic | None) -> str | None:
+        self.stream.write(json.dumps(alert_json(alert), ensure_ascii=False) + "\n")
+        self.stream.flush()
+        return None
+
+
+async def drain(store: Store, sink: Sink, *, clock: Callable[[], datetime],
+                topics: Callable[[str], Topic | None], limit: int = 100) -> int:
+    """Deliver every due alert for the sink's destination; the number delivered."""
+    delivered = 0
+    while True:
+        now = clock()
+        batch = await asyncio.to_thread(store.lease_alerts, now=now, until=now + LEASE,
+                                        limit=limit, destination=sink.destination)
+        if not batch:
+            return delivered
+        for alert in batch:
+            delivered += await _deliver_one(store, sink, alert, clock, topics)
+        if len(batch) < limit:
+            return delivered
+
+
+async def _deliver_one(store: Store, sink: Sink, alert: Alert, clock, topics) -> int:
+    try:
+        message_id = await sink.send(alert, topics(alert.topic))
+    except DeliveryError as exc:
+        now = clock()
+        retry_at = now + exc.retry_after if exc.retry_after is not None else None
+        await asyncio.to_thread(store.mark_failed, alert.id, now=now, error=str(exc),
+                                retry_at=retry_at)
+        log.warning("deliver", extra={"fields": {"alert": alert.id, "topic": alert.topic,
+                                                 "error": str(exc)}})
+        return 0
+    await asyncio.to_thread(store.mark_sent, alert.id, now=clock(), message_id=message_id)
+    return 1

@@ -1,0 +1,172 @@
+"""The orchestrator: poll one feed end to end (fetch → parse → match → claim → record).
+
+The only place where the stages meet. I/O objects (fetcher, store, parse executor) and the
+clock come in as arguments; the watchlist comes from a callable, so a reload swaps it
+between polls without touching in-flight work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+from .errors import ParseError, StoreError
+from .fetch import Fetcher, Validators, next_delay
+from .model import Alert, FeedSpec, FetchResult
+from .parse import ParsedFeed, parse_feed
+from .store import Store
+from .watchlist import Watchlist
+
+log = logging.getLogger("veille.poll")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll of one feed did (one log line, one row of `veille once` output)."""
+
+    feed: FeedSpec
+    status: str  # "new" (parsed), "not-modified" (304), "unchanged" (same body), "error"
+    http_status: int = 0
+    items: int = 0
+    new_items: int = 0
+    skipped: int = 0
+    alerts: tuple[Alert, ...] = ()
+    silent: int = 0
+    error: str | None = None
+    next_poll_at: datetime | None = None
+    elapsed: float = 0.0
+    matches: int = 0
+
+    def log_fields(self) -> dict[str, object]:
+        return {"feed": self.feed.url, "status": self.status, "http": self.http_status,
+                "items": self.items, "new": self.new_items, "matched": self.matches,
+                "alerts": len(self.alerts), "silent": self.silent, "skipped": self.skipped,
+                "error": self.error, "ms": round(self.elapsed * 1000)}
+
+
+@dataclass
+class PollSettings:
+    """The knobs of polling, taken from Settings."""
+
+    first_poll_max_age: timedelta = timedelta(hours=24)
+    max_backoff: float = 6 * 3600
+    jitter: float = 0.1
+    destinations: Sequence[str] = ("console",)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class Pipeline:
+    """Polls feeds: every new matching item becomes exactly one pending alert per destination."""
+
+    def __init__(self, *, fetcher: Fetcher, store: Store, watchlist: Callable[[], Watchlist],
+                 executor: Executor | None = None, settings: PollSettings | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.fetcher = fetcher
+        self.store = store
+        self.watchlist = watchlist
+        self.executor = executor
+        self.settings = settings or PollSettings()
+        self.clock = clock
+
+    async def poll(self, feed: FeedSpec) -> PollOutcome:
+        """Poll one feed; never raises for a feed's own failures (they are recorded)."""
+        started = time.monotonic()
+        outcome = await self._poll(feed)
+        outcome = _with(outcome, elapsed=time.monotonic() - started)
+        level = logging.WARNING if outcome.status == "error" else logging.INFO
+        log.log(level, "poll", extra={"fields": outcome.log_fields()})
+        return outcome
+
+    async def _poll(self, feed: FeedSpec) -> PollOutcome:
+        state = await asyncio.to_thread(self.store.feed_state, feed.url)
+        if state is None:
+            await asyncio.to_thread(self.store.sync_feeds, [feed])
+            state = await asyncio.to_thread(self.store.feed_state, feed.url)
+        validators = Validators(state.etag, state.last_modified, state.body_hash)
+        result = await self.fetcher.fetch(state.url or feed.url, validators)
+        if result.error is not None:
+            return await self._failed(feed, state.error_streak + 1, result, result.error)
+        if validators.unchanged(result):
+            status = "not-modified" if result.not_modified else "unchanged"
+            return await self._succeeded(feed, result, status)
+        try:
+            parsed = await self._parse(feed, result)
+        except ParseError as exc:
+            return await self._failed(feed, state.error_streak + 1, result, f"parse: {exc}")
+        wl = self.watchlist()
+        matches = {item.guid: wl.matcher.match_item(item, feed) for item in parsed.items}
+        matches = {guid: found for guid, found in matches.items() if found}
+        now = self.clock()
+        cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
+        claim = await asyncio.to_thread(
+            self.store.claim, feed.url, parsed.items, matches, now=now, alert_cutoff=cutoff,
+            destinations=tuple(self.settings.destinations))
+        outcome = await self._succeeded(feed, result, "new")
+        return _with(outcome, items=len(parsed.items), new_items=claim.new, alerts=claim.alerts,
+                     silent=claim.silent, skipped=parsed.skipped, matches=len(matches))
+
+    async def _parse(self, feed: FeedSpec, result: FetchResult) -> ParsedFeed:
+        """Parse in the executor (another process by default): parsing is CPU-bound."""
+        loop = asyncio.get_running_loop()
+        url = result.final_url or result.url
+        call = _Parse(result.body or b"", url, dict(result.headers), feed.name, feed.lang)
+        if self.executor is None:
+            return call()
+        return await loop.run_in_executor(self.executor, call)
+
+    async def _succeeded(self, feed: FeedSpec, result: FetchResult, status: str) -> PollOutcome:
+        now = self.clock()
+        delay = next_delay(feed.interval, 0, retry_after=None, max_backoff=self.settings.max_backoff,
+                           jitter=self.settings.jitter, rng=self.settings.rng)
+        next_at = now + timedelta(seconds=delay)
+        await asyncio.to_thread(
+            self.store.record_fetch, feed.url, now=now, status=result.status, error=None,
+            next_poll_at=next_at, success=True, etag=result.etag,
+            last_modified=result.last_modified, body_hash=result.body_hash,
+            new_url=result.permanent_url)
+        return PollOutcome(feed, status, http_status=result.status, next_poll_at=next_at)
+
+    async def _failed(self, feed: FeedSpec, streak: int, result: FetchResult,
+                      error: str) -> PollOutcome:
+        now = self.clock()
+        delay = next_delay(feed.interval, streak, retry_after=result.retry_after,
+                           max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
+                           rng=self.settings.rng)
+        next_at = now + timedelta(seconds=delay)
+        try:
+            await asyncio.to_thread(
+                self.store.record_fetch, feed.url, now=now, status=result.status or None,
+                error=error, next_poll_at=next_at, success=False)
+        except StoreError as exc:  # recording the failure must not hide it
+            log.error("store", extra={"fields": {"feed": feed.url, "error": str(exc)}})
+        return PollOutcome(feed, "error", http_status=result.status, error=error,
+                           next_poll_at=next_at)
+
+
+@dataclass(frozen=True)
+class _Parse:
+    """A picklable call of parse_feed, for a process pool."""
+
+    body: bytes
+    url: str
+    headers: dict
+    source: str
+    lang: str | None
+
+    def __call__(self) -> ParsedFeed:
+        return parse_feed(self.body, url=self.url, headers=self.headers, source=self.source,
+                          lang=self.lang)
+
+
+def _with(outcome: PollOutcome, **changes: object) -> PollOutcome:
+    return replace(outcome, **changes)

@@ -1,0 +1,173 @@
+"""Time: one cycle for `veille once`, and APScheduler jobs for `veille run`.
+
+Each feed is a one-shot job that reschedules itself at the time its poll computed (interval
+with jitter, or backoff / Retry-After after a failure); that time is also stored, so a
+restart resumes the same schedule. Housekeeping, watchlist reload and outbox delivery are
+interval jobs. Stopping waits for polls in flight, so their transactions finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Awaitable, Callable, Iterable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .app import App
+from .errors import StoreError, WatchlistError
+from .model import FeedSpec
+from .pipeline import PollOutcome
+from .watchlist import fingerprint, load_watchlist
+
+log = logging.getLogger("veille.scheduler")
+
+RELOAD_EVERY = 10  # seconds between checks of watchlists/ for edits
+DELIVER_EVERY = 5  # seconds between outbox drains (retries; new alerts drain at once)
+HOUSEKEEPING_EVERY = 3600
+STARTUP_SPREAD = 30  # seconds over which never-polled feeds are spread at start
+STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
+
+
+async def cycle(app: App, feeds: Iterable[FeedSpec] | None = None,
+                on_done: Callable[[PollOutcome], None] | None = None) -> list[PollOutcome]:
+    """Poll every feed once, concurrently (the fetcher bounds concurrency), then deliver."""
+
+    async def one(feed: FeedSpec) -> PollOutcome:
+        outcome = await app.pipeline.poll(feed)
+        if on_done:
+            on_done(outcome)
+        return outcome
+
+    outcomes = await asyncio.gather(*(one(f) for f in (feeds or app.feeds())))
+    await app.deliver()
+    return list(outcomes)
+
+
+class Runner:
+    """`veille run`: polls on schedule until stopped."""
+
+    def __init__(self, app: App, *, rng: random.Random | None = None) -> None:
+        self.app = app
+        self.rng = rng or random.Random()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.in_flight: set[asyncio.Task] = set()
+        self.stopping = False
+        self.examined = app.watchlist.fingerprint  # the last watchlists/ state looked at
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start the jobs, wait for stop, then wind down cleanly."""
+        self.scheduler.start()
+        now = self.app.clock()
+        for feed in self.app.feeds():
+            state = await asyncio.to_thread(self.app.store.feed_state, feed.url)
+            due = state.next_poll_at if state and state.next_poll_at else None
+            self._schedule(feed.url, due or now + timedelta(
+                seconds=self.rng.uniform(0, min(STARTUP_SPREAD, feed.interval))))
+        self._every(DELIVER_EVERY, "deliver", self._deliver)
+        self._every(RELOAD_EVERY, "reload", self._reload)
+        self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
+        log.info("started", extra={"fields": {"feeds": len(self.app.feeds()),
+                                              "topics": len(self.app.watchlist.topics)}})
+        await stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop scheduling, let polls in flight finish (their transactions), deliver."""
+        self.stopping = True
+        self.scheduler.shutdown(wait=False)
+        if self.in_flight:
+            done, pending = await asyncio.wait(self.in_flight, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.app.deliver()
+        log.info("stopped", extra={"fields": {}})
+
+    # ------------------------------------------------------------ jobs
+
+    def _schedule(self, url: str, when: datetime) -> None:
+        if self.stopping:
+            return
+        self.scheduler.add_job(self._poll, "date", run_date=when, args=[url], id=f"feed:{url}",
+                               replace_existing=True, misfire_grace_time=None)
+
+    def _every(self, seconds: int, name: str, job: Callable[[], Awaitable[None]],
+               first: datetime | None = None) -> None:
+        self.scheduler.add_job(self._guarded(name, job), "interval", seconds=seconds, id=name,
+                               next_run_time=first, coalesce=True, max_instances=1)
+
+    def _guarded(self, name: str, job: Callable[[], Awaitable[None]]):
+        async def run() -> None:
+            if self.stopping:
+                return
+            task = asyncio.current_task()
+            self.in_flight.add(task)
+            try:
+                await job()
+            except Exception:  # one failing job never stops the others
+                log.exception(name, extra={"fields": {}})
+            finally:
+                self.in_flight.discard(task)
+        return run
+
+    async def _poll(self, url: str) -> None:
+        feed = next((f for f in self.app.feeds() if f.url == url), None)
+        if feed is None or self.stopping:
+            return  # removed from the watchlist since it was scheduled
+        outcome: PollOutcome | None = None
+
+        async def body() -> None:
+            nonlocal outcome
+            outcome = await self.app.pipeline.poll(feed)
+            if outcome.alerts:
+                await self.app.deliver()
+
+        await self._guarded(f"poll {url}", body)()
+        retry = self.app.clock() + timedelta(seconds=feed.interval)
+        self._schedule(url, outcome.next_poll_at if outcome and outcome.next_poll_at else retry)
+
+    async def _deliver(self) -> None:
+        await self.app.deliver()
+
+    async def _housekeeping(self) -> None:
+        before = self.app.clock() - timedelta(days=self.app.settings.retention_days)
+        pruned = await asyncio.to_thread(self.app.store.prune, before=before)
+        log.info("housekeeping", extra={"fields": {"items": pruned.items, "alerts": pruned.alerts,
+                                                   "before": before.isoformat()}})
+
+    async def _reload(self) -> None:
+        directory = self.app.watchlist.directory
+        seen = fingerprint(directory)
+        if seen == self.examined:
+            return
+        self.examined = seen  # a broken edit is reported once, not every RELOAD_EVERY
+        try:
+            fresh = await asyncio.to_thread(load_watchlist, directory)
+        except WatchlistError as exc:
+            for problem in exc.problems:
+                log.error("watchlist", extra={"fields": {"problem": str(problem)}})
+            log.error("reload", extra={"fields": {"kept": "last good watchlist",
+                                                  "problems": len(exc.problems)}})
+            return
+        await self._swap(fresh)
+
+    async def _swap(self, fresh) -> None:
+        old = {f.url for f in self.app.feeds()}
+        self.app.watchlist = fresh
+        feeds = self.app.feeds()
+        try:
+            await asyncio.to_thread(self.app.store.sync_feeds, feeds)
+        except StoreError as exc:
+            log.error("reload", extra={"fields": {"error": str(exc)}})
+        now = self.app.clock()
+        for feed in feeds:
+            if feed.url not in old:
+                self._schedule(feed.url, now)
+        for url in old - {f.url for f in feeds}:
+            job = self.scheduler.get_job(f"feed:{url}")
+            if job:
+                job.remove()
+        log.info("reload", extra={"fields": {"topics": len(fresh.topics), "feeds": len(feeds)}})
