@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=30.0, gt=0)
     news_search: bool = True  # poll Google/Bing News searches for topics with `search:`
     parse_workers: int = Field(default=0, ge=0, le=64)  # 0: one per core
+    startup_spread: float = Field(default=30.0, ge=0)  # seconds over which first polls spread
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -169,7 +169,7 @@ class _Build(Transformer):
 
     def word(self, items: list[Token]) -> Term:
         tok = items[0]
-        if str(tok) == "NEAR":
+        if str(tok) == "NEAR" or str(tok).startswith("NEAR/"):
             raise QuerySyntaxError("NEAR needs a distance, e.g. NEAR/5", self.query, tok.start_pos)
         if str(tok).lower() == "title:":
             raise QuerySyntaxError("title: must be followed directly by a term or a group",

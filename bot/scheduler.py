@@ -27,7 +27,6 @@ log = logging.getLogger("veille.scheduler")
 RELOAD_EVERY = 10  # seconds between checks of watchlists/ for edits
 DELIVER_EVERY = 5  # seconds between outbox drains (retries; new alerts drain at once)
 HOUSEKEEPING_EVERY = 3600
-STARTUP_SPREAD = 30  # seconds over which never-polled feeds are spread at start
 STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
 
 
@@ -64,8 +63,8 @@ class Runner:
         for feed in self.app.feeds():
             state = await asyncio.to_thread(self.app.store.feed_state, feed.url)
             due = state.next_poll_at if state and state.next_poll_at else None
-            self._schedule(feed.url, due or now + timedelta(
-                seconds=self.rng.uniform(0, min(STARTUP_SPREAD, feed.interval))))
+            spread = min(self.app.settings.startup_spread, feed.interval)
+            self._schedule(feed.url, due or now + timedelta(seconds=self.rng.uniform(0, spread)))
         self._every(DELIVER_EVERY, "deliver", self._deliver)
         self._every(RELOAD_EVERY, "reload", self._reload)
         self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
@@ -96,8 +95,9 @@ class Runner:
 
     def _every(self, seconds: int, name: str, job: Callable[[], Awaitable[None]],
                first: datetime | None = None) -> None:
+        when = {"next_run_time": first} if first else {}  # None would add the job paused
         self.scheduler.add_job(self._guarded(name, job), "interval", seconds=seconds, id=name,
-                               next_run_time=first, coalesce=True, max_instances=1)
+                               coalesce=True, max_instances=1, **when)
 
     def _guarded(self, name: str, job: Callable[[], Awaitable[None]]):
         async def run() -> None:

@@ -170,6 +170,7 @@ def test_parse_builds_the_ast(query: str, ast) -> None:
     ("x*y", "a wildcard * may only end a word", 1),
     ("ab*", "wildcard stem 'ab' is too short (at least 3 letters)", 0),
     ("a NEAR b", "NEAR needs a distance, e.g. NEAR/5", 2),
+    ("a NEAR/ b", "NEAR needs a distance, e.g. NEAR/5", 2),
     ("a NEAR/500 b", "NEAR distance 500 is larger than 100", 2),
     ("NEAR/3 b", "NEAR/n needs a term on each side", 0),
     ("title: x", "title: must be followed directly by a term or a group", 0),
