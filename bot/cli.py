@@ -39,6 +39,7 @@ def _settings(**overrides):
 
 def _watchlist(directory: Optional[Path]) -> Watchlist:
     directory = directory or _settings().watchlists
+    _settings()  # every command fails fast on an invalid VEILLE_* setting
     try:
         return load_watchlist(directory)
     except WatchlistError as exc:
