@@ -189,3 +189,17 @@ def test_alerts_rejects_a_bad_duration() -> None:
 def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_a_feed_url_is_fetched_for_backtesting(feed_server, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    feed_server.set_feed("/en.xml", rss(EN_ITEMS))
+    wl = write_watchlist(tmp_path / "wl", [("A", "https://a.example/rss")])
+    refused = runner.invoke(app, ["test", "-w", str(wl), feed_server.url("/en.xml"), "--json"])
+    assert refused.exit_code == 1 and "VEILLE_ALLOW_PRIVATE_URLS" in refused.output
+    monkeypatch.setenv("VEILLE_ALLOW_PRIVATE_URLS", "1")
+    result = runner.invoke(app, ["test", "-w", str(wl), feed_server.url("/en.xml"), "--json"])
+    assert result.exit_code == 0, result.output
+    topics = [json.loads(x)["topics"] for x in result.output.splitlines()]
+    assert topics == [["power-of-siberia-2"], [], ["joint-declaration"]]
+    assert not (tmp_path / "cli.db").exists()  # veille test writes no state
