@@ -1,0 +1,129 @@
+"""The state tables, as SQLAlchemy Core metadata (migrations/ creates them; this is for queries).
+
+Keep this file and the latest migration in step: tests/test_store.py compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+# Deterministic constraint names, identical on SQLite and PostgreSQL, so migrations can name them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY aliases the rowid.
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+ALERT_STATUSES = ("pending", "sent", "failed")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back tz-aware (SQLite keeps no zone).
+
+    A naive datetime is taken to be UTC already, as everywhere else in veille.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = _as_utc(value)
+        # SQLite compares timestamps as text: store one zone, one format, no offset.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+feeds = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("declared_url", sa.Text, nullable=False, unique=True),
+    sa.Column("url", sa.Text, nullable=False),  # current fetch URL (follows permanent redirects)
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("body_hash", sa.Text),
+    sa.Column("last_poll_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("first_success_at", UTCDateTime),  # NULL until the first successful parse
+    sa.Column("next_poll_at", UTCDateTime),
+    sa.Column("error_streak", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_total", sa.Integer, nullable=False, server_default="0"),
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("feed_id", ID, sa.ForeignKey("feeds.id"), nullable=False),
+    sa.Column("guid", sa.Text, nullable=False),
+    sa.Column("url", sa.Text),  # canonical; NULL when the item has none
+    sa.Column("title_fp", sa.Text),  # NULL when the item has no title nor summary
+    sa.Column("source_key", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("link", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("lang", sa.Text),
+    sa.Column("author", sa.Text),
+    sa.Column("published", UTCDateTime),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False, index=True),
+    sa.UniqueConstraint("feed_id", "guid"),
+    sa.UniqueConstraint("url"),
+    sa.UniqueConstraint("source_key", "title_fp"),
+)
+
+matches = sa.Table(
+    "matches",
+    metadata,
+    sa.Column("item_id", ID, sa.ForeignKey("items.id"), primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("terms", sa.Text, nullable=False),  # JSON list of matched texts
+    sa.Column("hits", sa.Text, nullable=False),  # JSON list of {term, field, start, end, text}
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("item_id", ID, sa.ForeignKey("items.id"), nullable=False, index=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("destination", sa.Text, nullable=False),
+    sa.Column("story_id", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("message_id", sa.Text),
+    sa.UniqueConstraint("destination", "topic", "item_id"),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    sa.Index(None, "status", "next_attempt_at"),
+)

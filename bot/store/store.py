@@ -1,0 +1,693 @@
+"""The state database: feeds' polling state, seen items, their matches, and the alert outbox.
+
+One Engine, one short connection and one transaction per call, so a Store can be shared by
+threads (the pipeline calls it through asyncio.to_thread). The database's uniqueness
+constraints, not Python sets, decide which items are new: two instances never alert twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ContextManager, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from ..errors import StoreError
+from ..model import Alert, FeedSpec, Hit, Item, Match
+from ..stories import title_fingerprint
+from .schema import alerts, feeds, items, matches
+
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+BACKENDS = ("sqlite", "postgresql")
+BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x7665696C6C65  # "veille": the pg_advisory_lock key held around upgrades
+_WRITE = "veille_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
+_CHUNK = 500  # values per IN (...) list
+_MIGRATING = threading.Lock()  # alembic's `context` and `op` are process-wide globals
+
+
+# ---------------------------------------------------------------- values returned
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """One row of `feeds`: what veille remembers about polling a declared feed."""
+
+    id: int
+    declared_url: str
+    url: str
+    name: str
+    active: bool
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    last_poll_at: datetime | None
+    last_success_at: datetime | None
+    first_success_at: datetime | None
+    next_poll_at: datetime | None
+    error_streak: int
+    last_error: str | None
+    last_status: int | None
+    polls: int
+    items_total: int
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> FeedState:
+        return cls(**row._mapping)
+
+    @property
+    def first_poll(self) -> bool:
+        """Whether no poll of this feed has been parsed yet (its items are the backlog)."""
+        return self.first_success_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """What one claim stored: the new items, the alerts it queued, the matches kept silent."""
+
+    items: tuple[Item, ...]
+    alerts: tuple[Alert, ...]
+    silent: int  # new matched items recorded without alerts (older than alert_cutoff or undated)
+
+    @property
+    def new(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One outbox row with its item, for `veille alerts`."""
+
+    id: int
+    topic: str
+    destination: str
+    status: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    title: str
+    link: str
+    source: str
+    published: datetime | None
+    terms: tuple[str, ...]
+    story: str | None
+    message_id: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """How many rows prune deleted."""
+
+    items: int
+    matches: int
+    alerts: int
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Store:
+    """veille's state; build it with Store.open(url)."""
+
+    def __init__(self, engine: sa.Engine, *, serialize: bool = False) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})
+        # An in-memory SQLite database is one shared connection: take turns.
+        self._lock: ContextManager[Any] = threading.Lock() if serialize else nullcontext()
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, migrate to the latest schema, and return the store."""
+        parsed = _parse_url(url)
+        engine, memory = _make_engine(parsed)
+        store = cls(engine, serialize=memory)
+        try:
+            with store._errors("migrating"):
+                _migrate(store._writer)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self._engine.dialect.name
+
+    # ------------------------------------------------------------ feeds
+
+    def sync_feeds(self, specs: Sequence[FeedSpec]) -> None:
+        """Register declared feeds, refresh their names; feeds no longer declared go inactive."""
+        named = {s.url: s.name for s in specs}
+        with self._tx("syncing feeds") as conn:
+            if named:
+                rows = [{"declared_url": u, "url": u, "name": n} for u, n in named.items()]
+                conn.execute(self._insert_ignore(feeds), rows)
+                conn.execute(_RENAME, [{"d_url": u, "d_name": n} for u, n in named.items()])
+            gone = sa.update(feeds).where(feeds.c.declared_url.not_in(list(named)))
+            conn.execute(gone.values(active=False))
+
+    def feed_state(self, declared_url: str) -> FeedState | None:
+        """The polling state of one declared feed, or None if it was never synced."""
+        with self._tx("reading a feed", write=False) as conn:
+            row = conn.execute(sa.select(feeds).where(feeds.c.declared_url == declared_url)).first()
+        return FeedState.from_row(row) if row else None
+
+    def feeds_overview(self) -> list[FeedState]:
+        """Every feed ever declared, active ones first, by name."""
+        query = sa.select(feeds).order_by(feeds.c.active.desc(), feeds.c.name, feeds.c.id)
+        with self._tx("listing feeds", write=False) as conn:
+            return [FeedState.from_row(r) for r in conn.execute(query)]
+
+    def record_fetch(
+        self,
+        declared_url: str,
+        *,
+        now: datetime,
+        status: int | None,
+        error: str | None,
+        next_poll_at: datetime | None,
+        success: bool,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        body_hash: str | None = None,
+        new_url: str | None = None,
+    ) -> None:
+        """Record one poll. None validators keep the stored ones; new_url follows a move."""
+        values: dict[str, Any] = {
+            "last_poll_at": now,
+            "polls": feeds.c.polls + 1,
+            "last_status": status,
+            "next_poll_at": next_poll_at,
+        }
+        if success:
+            values.update(error_streak=0, last_success_at=now, last_error=None)
+        else:
+            values.update(error_streak=feeds.c.error_streak + 1, last_error=error)
+        kept = {"etag": etag, "last_modified": last_modified, "body_hash": body_hash}
+        values.update({k: v for k, v in kept.items() if v is not None})
+        if new_url is not None:
+            values["url"] = new_url
+        with self._tx("recording a fetch") as conn:
+            stmt = sa.update(feeds).where(feeds.c.declared_url == declared_url).values(values)
+            if conn.execute(stmt).rowcount == 0:
+                raise StoreError(_unknown_feed(declared_url))
+
+    def seen_guids(self, declared_url: str) -> set[str]:
+        """The guids already stored for this feed (to skip matching known items)."""
+        query = (
+            sa.select(items.c.guid)
+            .join(feeds, feeds.c.id == items.c.feed_id)
+            .where(feeds.c.declared_url == declared_url)
+        )
+        with self._tx("reading guids", write=False) as conn:
+            return set(conn.scalars(query))
+
+    # ------------------------------------------------------------ items and the outbox
+
+    def claim(
+        self,
+        declared_url: str,
+        items: Sequence[Item],  # shadows the table, which claim itself never names
+        matches: Mapping[str, Sequence[Match]],
+        *,
+        now: datetime,
+        alert_cutoff: datetime | None,
+        destinations: Sequence[str] = ("console",),
+        source_key: str | None = None,
+    ) -> ClaimResult:
+        """Store the items never seen before, their matches, and their alerts, atomically.
+
+        `matches` is keyed by guid. A new matched item published before `alert_cutoff` (or
+        undated, when there is a cutoff) is recorded without alerts.
+        """
+        batch = _first_per_guid(items)
+        with self._tx("claiming items") as conn:
+            feed_id = _lock_feed(conn, declared_url, now)
+            ids = self._insert_items(conn, feed_id, source_key or declared_url, batch, now)
+            _touch_seen(conn, feed_id, [i for i in batch if i.guid not in ids], now)
+            fresh = [i for i in batch if i.guid in ids]
+            queued, silent = self._queue(
+                conn, fresh, ids, matches, now, alert_cutoff, destinations
+            )
+            bump = sa.update(feeds).where(feeds.c.id == feed_id)
+            conn.execute(bump.values(items_total=feeds.c.items_total + len(fresh)))
+        return ClaimResult(tuple(fresh), tuple(queued), silent)
+
+    def _insert_items(
+        self, conn: sa.Connection, feed_id: int, source_key: str, batch: list[Item], now: datetime
+    ) -> dict[str, int]:
+        """Insert what no uniqueness constraint refuses; guid -> id of the rows inserted."""
+        if not batch:
+            return {}
+        rows = [_item_row(i, feed_id, source_key, now) for i in batch]
+        rows.sort(key=lambda r: r["url"] or "")  # one lock order for every instance
+        stmt = self._insert_ignore(items).returning(items.c.id, items.c.guid)
+        return {guid: id_ for id_, guid in conn.execute(stmt, rows)}
+
+    def _queue(
+        self,
+        conn: sa.Connection,
+        fresh: list[Item],
+        ids: Mapping[str, int],
+        matches_: Mapping[str, Sequence[Match]],
+        now: datetime,
+        cutoff: datetime | None,
+        destinations: Sequence[str],
+    ) -> tuple[list[Alert], int]:
+        """Insert the matches of new items and one pending alert per (destination, topic)."""
+        match_rows, wanted, silent = [], [], 0
+        for item in fresh:
+            found = _one_per_topic(matches_.get(item.guid, ()))
+            match_rows += [_match_row(ids[item.guid], m) for m in found]
+            if found and not _alertable(item, cutoff):
+                silent += 1
+                continue
+            wanted += [(item, m, d) for m in found for d in destinations]
+        if match_rows:
+            conn.execute(sa.insert(matches), match_rows)
+        if not wanted:
+            return [], silent
+        rows = [_alert_row(ids[i.guid], m.topic, d, now) for i, m, d in wanted]
+        stmt = sa.insert(alerts).returning(
+            alerts.c.id, alerts.c.item_id, alerts.c.topic, alerts.c.destination
+        )
+        got = {(r.item_id, r.topic, r.destination): r.id for r in conn.execute(stmt, rows)}
+        return [
+            Alert(m.topic, i, m, destination=d, id=got[(ids[i.guid], m.topic, d)])
+            for i, m, d in wanted
+        ], silent
+
+    def pending_alerts(
+        self, *, now: datetime, limit: int = 100, destination: str | None = None
+    ) -> list[Alert]:
+        """Alerts due for delivery (pending, next attempt not in the future), oldest first."""
+        with self._tx("reading pending alerts", write=False) as conn:
+            rows = conn.execute(_due(now, limit, destination))
+            return [_alert_from_row(r) for r in rows]
+
+    def lease_alerts(
+        self,
+        *,
+        now: datetime,
+        until: datetime,
+        limit: int = 100,
+        destination: str | None = None,
+    ) -> list[Alert]:
+        """Take due alerts for delivery: each is returned to one caller only, until `until`.
+
+        Concurrent workers (threads or instances) never lease the same alert twice; one that
+        crashes leaves its alerts to be retried after `until`.
+        """
+        with self._tx("leasing alerts") as conn:
+            due = {r.id: r for r in conn.execute(_due(now, limit, destination))}
+            if not due:
+                return []
+            taken = set(conn.scalars(_lease(list(due), now, until)))
+        return [_alert_from_row(r) for id_, r in due.items() if id_ in taken]
+
+    def mark_sent(self, alert_id: int, *, now: datetime, message_id: str | None = None) -> None:
+        """The alert was delivered (as `message_id`, when the destination gives one)."""
+        values = {"status": "sent", "sent_at": now, "message_id": message_id, "last_error": None}
+        self._update_alert(alert_id, values, "marking an alert sent")
+
+    def mark_failed(
+        self, alert_id: int, *, now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """A delivery failed: retry at `retry_at`, or give up for good when it is None."""
+        values: dict[str, Any] = {"last_error": error}
+        if retry_at is None:
+            values["status"] = "failed"
+        else:
+            values["next_attempt_at"] = retry_at
+        self._update_alert(alert_id, values, "marking an alert failed")
+
+    def _update_alert(self, alert_id: int, values: dict[str, Any], what: str) -> None:
+        values["attempts"] = alerts.c.attempts + 1
+        with self._tx(what) as conn:
+            stmt = sa.update(alerts).where(alerts.c.id == alert_id).values(values)
+            if conn.execute(stmt).rowcount == 0:
+                raise StoreError(f"no alert with id {alert_id} in {self.url}")
+
+    def recent_alerts(
+        self, *, since: datetime, topic: str | None = None, limit: int = 1000
+    ) -> list[AlertRow]:
+        """Alerts created since `since`, newest first, with their items."""
+        query = _ALERT_ROWS.where(alerts.c.created_at >= since)
+        if topic is not None:
+            query = query.where(alerts.c.topic == topic)
+        query = query.order_by(alerts.c.created_at.desc(), alerts.c.id.desc()).limit(limit)
+        with self._tx("listing alerts", write=False) as conn:
+            return [_alert_row_from(r) for r in conn.execute(query)]
+
+    def alert_counts(self) -> dict[str, int]:
+        """Number of alerts per status ('pending', 'sent', 'failed'), zeros included."""
+        query = sa.select(alerts.c.status, sa.func.count()).group_by(alerts.c.status)
+        with self._tx("counting alerts", write=False) as conn:
+            counted = dict(conn.execute(query).all())
+        return {s: counted.get(s, 0) for s in ("pending", "sent", "failed")}
+
+    def prune(self, *, before: datetime) -> PruneResult:
+        """Forget items last seen before `before`, with their matches and finished alerts.
+
+        Items that a pending alert still refers to are kept, with that alert.
+        """
+        pending = alerts.alias("pending")
+        doomed = sa.select(items.c.id).where(
+            items.c.last_seen_at < before,
+            ~sa.exists().where(pending.c.item_id == items.c.id, pending.c.status == "pending"),
+        )
+        with self._tx("pruning") as conn:
+            a = conn.execute(sa.delete(alerts).where(alerts.c.item_id.in_(doomed))).rowcount
+            m = conn.execute(sa.delete(matches).where(matches.c.item_id.in_(doomed))).rowcount
+            i = conn.execute(sa.delete(items).where(items.c.id.in_(doomed))).rowcount
+        return PruneResult(items=i, matches=m, alerts=a)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING (any constraint), in this database's dialect."""
+        dialect = postgresql if self.backend == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = True) -> Iterator[sa.Connection]:
+        """One connection, one transaction; database errors come out as StoreError."""
+        engine = self._writer if write else self._engine
+        with self._errors(what), self._lock, engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(self._describe(what, exc)) from exc
+
+    def _describe(self, what: str, exc: SQLAlchemyError) -> str:
+        """A one-line reason naming the database, never its password."""
+        cause = getattr(exc, "orig", None) or exc
+        reason = " ".join(str(cause).split())[:500]
+        message = f"{what} failed on {self.url}: {type(cause).__name__}: {reason}"
+        password = self._engine.url.password
+        return message.replace(str(password), "***") if password else message
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("not a database URL SQLAlchemy understands") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() not in BACKENDS:
+        raise StoreError(f"unsupported database {shown}: use SQLite or PostgreSQL")
+    try:
+        parsed.get_dialect()
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"no database driver for {shown}: {exc}") from None
+    return parsed
+
+
+def _make_engine(url: URL) -> tuple[sa.Engine, bool]:
+    """An Engine configured for this backend; True when it is an in-memory SQLite database."""
+    if url.get_backend_name() == "postgresql":
+        args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=args), False
+    memory = url.database in (None, "", ":memory:")
+    if memory:
+        args = {"check_same_thread": False}  # one connection, used in turns (Store._lock)
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args=args)
+    else:
+        if not url.database.startswith("file:"):
+            _make_parent(Path(url.database).expanduser())
+        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine, memory
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory of {path}: {exc.strerror}") from None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL, relaxed fsync, a busy timeout and foreign keys, on every new connection."""
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # A writer takes the write lock up front: a read lock upgraded later cannot wait for a
+    # busy database in WAL mode and fails with "database is locked" instead.
+    write = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _migrate(engine: sa.Engine) -> None:
+    """Upgrade to head in one transaction, one process at a time."""
+    from alembic import command  # imported here: it costs half a second at startup
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with _MIGRATING, engine.connect() as conn, conn.begin():
+        # SQLite: BEGIN IMMEDIATE already holds the write lock. PostgreSQL: an advisory lock,
+        # released at commit, makes a second process wait and then find the schema at head.
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _unknown_feed(declared_url: str) -> str:
+    return f"unknown feed {declared_url!r}: call Store.sync_feeds with its spec first"
+
+
+_RENAME = (
+    sa.update(feeds)
+    .where(feeds.c.declared_url == sa.bindparam("d_url"))
+    .values(name=sa.bindparam("d_name"), active=True)
+)
+
+
+def _lock_feed(conn: sa.Connection, declared_url: str, now: datetime) -> int:
+    """Mark the feed parsed once at least; its row lock orders concurrent claims of it."""
+    stmt = (
+        sa.update(feeds)
+        .where(feeds.c.declared_url == declared_url)
+        .values(first_success_at=sa.func.coalesce(feeds.c.first_success_at, now))
+        .returning(feeds.c.id)
+    )
+    feed_id = conn.execute(stmt).scalar()
+    if feed_id is None:
+        raise StoreError(_unknown_feed(declared_url))
+    return feed_id
+
+
+def _touch_seen(conn: sa.Connection, feed_id: int, known: list[Item], now: datetime) -> None:
+    """Refresh last_seen_at of the stored rows that these items are copies of."""
+    guids = [i.guid for i in known]
+    urls = [i.url for i in known if i.url]
+    for chunk in _chunks(guids):
+        where = sa.and_(items.c.feed_id == feed_id, items.c.guid.in_(chunk))
+        conn.execute(sa.update(items).where(where).values(last_seen_at=now))
+    for chunk in _chunks(urls):
+        conn.execute(sa.update(items).where(items.c.url.in_(chunk)).values(last_seen_at=now))
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _first_per_guid(batch: Sequence[Item]) -> list[Item]:
+    first: dict[str, Item] = {}
+    for item in batch:
+        first.setdefault(item.guid, item)
+    return list(first.values())
+
+
+def _one_per_topic(found: Sequence[Match]) -> list[Match]:
+    first: dict[str, Match] = {}
+    for match in found:
+        first.setdefault(match.topic, match)
+    return list(first.values())
+
+
+def _alertable(item: Item, cutoff: datetime | None) -> bool:
+    """Whether a new item is recent enough to alert (the caller's first-poll / age rule)."""
+    if cutoff is None:
+        return True
+    return item.published is not None and item.published >= cutoff
+
+
+def _item_row(item: Item, feed_id: int, source_key: str, now: datetime) -> dict[str, Any]:
+    return {
+        "feed_id": feed_id,
+        "guid": item.guid,
+        "url": item.url or None,  # NULLs never collide in a UNIQUE constraint
+        "title_fp": title_fingerprint(item.title, item.summary) or None,
+        "source_key": source_key,
+        "title": item.title,
+        "summary": item.summary,
+        "link": item.link,
+        "source": item.source,
+        "lang": item.lang,
+        "author": item.author,
+        "published": item.published,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+
+
+def _match_row(item_id: int, match: Match) -> dict[str, Any]:
+    hits = [
+        {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
+        for h in match.hits
+    ]
+    return {
+        "item_id": item_id,
+        "topic": match.topic,
+        "terms": json.dumps(list(match.terms), ensure_ascii=False),
+        "hits": json.dumps(hits, ensure_ascii=False),
+    }
+
+
+def _alert_row(item_id: int, topic: str, destination: str, now: datetime) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "topic": topic,
+        "destination": destination,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+
+
+_ALERT_JOIN = (
+    alerts.join(items, items.c.id == alerts.c.item_id)
+    .join(feeds, feeds.c.id == items.c.feed_id)
+    .outerjoin(
+        matches, sa.and_(matches.c.item_id == alerts.c.item_id, matches.c.topic == alerts.c.topic)
+    )
+)
+
+_ALERTS = sa.select(
+    alerts.c.id,
+    alerts.c.topic,
+    alerts.c.destination,
+    alerts.c.story_id,
+    alerts.c.attempts,
+    alerts.c.created_at,
+    feeds.c.declared_url.label("feed"),
+    items.c.guid,
+    items.c.url,
+    items.c.link,
+    items.c.title,
+    items.c.summary,
+    items.c.published,
+    items.c.lang,
+    items.c.author,
+    items.c.source,
+    matches.c.hits,
+).select_from(_ALERT_JOIN)
+
+_ALERT_ROWS = sa.select(
+    alerts.c.id,
+    alerts.c.topic,
+    alerts.c.destination,
+    alerts.c.status,
+    alerts.c.attempts,
+    alerts.c.created_at,
+    alerts.c.sent_at,
+    items.c.title,
+    items.c.link,
+    items.c.source,
+    items.c.published,
+    matches.c.terms,
+    alerts.c.story_id,
+    alerts.c.message_id,
+    alerts.c.last_error,
+).select_from(_ALERT_JOIN)
+
+
+def _due(now: datetime, limit: int, destination: str | None) -> sa.Select[Any]:
+    query = _ALERTS.where(alerts.c.status == "pending", alerts.c.next_attempt_at <= now)
+    if destination is not None:
+        query = query.where(alerts.c.destination == destination)
+    return query.order_by(alerts.c.created_at, alerts.c.id).limit(limit)
+
+
+def _lease(ids: list[int], now: datetime, until: datetime) -> Any:
+    """Push the next attempt of those still due to `until`; returns the ids it moved."""
+    # The WHERE is re-checked after waiting on a row another worker holds (PostgreSQL) or
+    # under the write lock (SQLite), so a row is moved, and returned, once.
+    return (
+        sa.update(alerts)
+        .where(alerts.c.id.in_(ids), alerts.c.status == "pending", alerts.c.next_attempt_at <= now)
+        .values(next_attempt_at=until)
+        .returning(alerts.c.id)
+    )
+
+
+def _alert_from_row(row: sa.Row[Any]) -> Alert:
+    item = Item(
+        feed=row.feed,
+        guid=row.guid,
+        url=row.url or "",
+        link=row.link,
+        title=row.title,
+        summary=row.summary,
+        published=row.published,
+        lang=row.lang,
+        author=row.author,
+        source=row.source,
+    )
+    hits = tuple(Hit(**h) for h in json.loads(row.hits or "[]"))
+    extra = {"attempts": row.attempts, "created_at": row.created_at}
+    match = Match(row.topic, hits)
+    return Alert(row.topic, item, match, row.destination, row.story_id, row.id, extra)
+
+
+def _alert_row_from(row: sa.Row[Any]) -> AlertRow:
+    values = dict(row._mapping)
+    values["terms"] = tuple(json.loads(values["terms"] or "[]"))
+    values["story"] = values.pop("story_id")
+    return AlertRow(**values)
