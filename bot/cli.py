@@ -93,10 +93,11 @@ def test_cmd(
         raise typer.Exit(2)
     matcher = wl.matcher
     failed = total = hit = 0
+    skipped: list[str] = []  # .jsonl lines that were not items
     per_topic: dict[str, int] = {t.id: 0 for t in wl.topics}
     for source in inputs:
         try:
-            items = list(_read_items(source))
+            items = list(_read_items(source, skipped))
         except (OSError, ParseError, ValueError) as exc:
             failed += 1
             err.print(Text(f"{source}: {exc}", style="red"))
@@ -115,7 +116,7 @@ def test_cmd(
         counts = ", ".join(f"{k} {v}" for k, v in per_topic.items() if not topic or k == topic)
         out.print(Text(f"{total} items, {hit} matched ({counts})"
                        + (f"; {failed} input(s) failed" if failed else ""), style="bold"))
-    if failed:
+    if failed or skipped:
         raise typer.Exit(1)
 
 
@@ -124,9 +125,9 @@ def _item_json(item: Item, matches: list[Match]) -> dict:
             "terms": {m.topic: list(m.terms) for m in matches}}
 
 
-def _read_items(source: str) -> Iterator[Item]:
+def _read_items(source: str, skipped: list[str]) -> Iterator[Item]:
     if source.endswith(".jsonl"):
-        yield from _jsonl_items(Path(source))
+        yield from _jsonl_items(Path(source), skipped)
         return
     from .parse import parse_feed
 
@@ -156,22 +157,29 @@ def _fetch_once(url: str) -> tuple[bytes, dict, str]:
     return result.body, dict(result.headers), result.final_url or url
 
 
-def _jsonl_items(path: Path) -> Iterator[Item]:
+def _jsonl_items(path: Path, skipped: list[str]) -> Iterator[Item]:
     from .stories import canonical_url
 
+    feed = path.resolve().as_uri()
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 d = json.loads(line)
-                link = str(d.get("link") or d.get("url") or "")
-                yield Item(feed=path.as_uri(), guid=link or f"{path.name}:{n}",
-                           url=canonical_url(link), link=link, title=str(d.get("title") or ""),
-                           summary=str(d.get("summary") or ""), lang=d.get("lang"),
-                           published=_iso(d.get("published")), source=str(d.get("source") or ""))
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise ValueError(f"line {n}: not a JSON item object ({exc})") from None
+                if not isinstance(d, dict):
+                    raise ValueError("not an object")
+                published = _iso(d.get("published"))
+            except ValueError as exc:  # report the line, go on with the others
+                err.print(Text(f"{path}:{n}: not a JSON item object ({exc}); skipped",
+                               style="red"))
+                skipped.append(f"{path}:{n}")
+                continue
+            link = str(d.get("link") or d.get("url") or "")
+            yield Item(feed=feed, guid=link or f"{path.name}:{n}", url=canonical_url(link),
+                       link=link, title=str(d.get("title") or ""),
+                       summary=str(d.get("summary") or ""), lang=d.get("lang"),
+                       published=published, source=str(d.get("source") or ""))
 
 
 def _iso(value: object) -> datetime | None:

@@ -203,3 +203,18 @@ def test_a_feed_url_is_fetched_for_backtesting(feed_server, tmp_path: Path,
     topics = [json.loads(x)["topics"] for x in result.output.splitlines()]
     assert topics == [["power-of-siberia-2"], [], ["joint-declaration"]]
     assert not (tmp_path / "cli.db").exists()  # veille test writes no state
+
+
+def test_bad_jsonl_lines_are_reported_and_skipped(tmp_path: Path) -> None:
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"title": "x", "published": "yesterday"}\n[1]\n'
+                    '{"title": "Xi and Putin adopt a joint statement", "link": "https://x.example/1"}\n',
+                    encoding="utf-8")
+    result = runner.invoke(app, ["test", "-w", str(SHIPPED), "--json", str(data)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert f"{data}:1: not a JSON item object (Invalid isoformat string: 'yesterday'); skipped" \
+        in lines
+    assert f"{data}:2: not a JSON item object (not an object); skipped" in lines
+    [row] = [json.loads(x) for x in lines if x.startswith("{")]
+    assert row["topics"] == ["joint-declaration"]
