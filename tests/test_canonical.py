@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.stories import TRACKING_PARAMS, canonical_url, title_fingerprint
 
@@ -145,3 +147,47 @@ def test_empty_title_and_summary_give_empty_fingerprint() -> None:
     assert title_fingerprint("") == ""
     assert title_fingerprint("  — ", "  ") == ""
     assert title_fingerprint("", "a summary only") != ""
+
+
+# ------------------------------------------------------------ the fast path
+
+
+def _slow(url: str) -> str:
+    return canonical_url(url, fast=False)
+
+
+@pytest.mark.parametrize("url", [c[0] for c in URL_CASES])
+def test_fast_path_agrees_with_url_normalize_on_the_table(url: str) -> None:
+    assert canonical_url(url) == _slow(url)
+
+
+@pytest.mark.corpus
+def test_fast_path_agrees_with_url_normalize_on_every_corpus_link(corpus) -> None:
+    from bot.errors import ParseError
+    from bot.parse import parse_feed
+    from tests.conftest import corpus_files
+
+    links = []
+    for f in corpus_files():
+        try:
+            links += [i.link for i in parse_feed(f.read_bytes(), url=f.as_uri()).items]
+        except ParseError:
+            continue
+    assert len(links) > 2000
+    assert [canonical_url(u) for u in links] == [_slow(u) for u in links]
+
+
+@settings(max_examples=400)
+@given(st.builds(
+    lambda scheme, host, port, path, query, frag: (
+        f"{scheme}://{host}{port}{path}" + (f"?{query}" if query else "")
+        + (f"#{frag}" if frag else "")),
+    st.sampled_from(["http", "https", "HTTP", "ftp"]),
+    st.one_of(st.text("abc.-_09", min_size=1, max_size=8),
+              st.sampled_from(["News.Example.org", "xn--bcher-kva.example", "bücher.example"])),
+    st.sampled_from(["", ":8080", ":443", ":80", ":", ":00", ":99999"]),
+    st.text("/abcXZ09-._~!$&'()*+,;=:@?%é ", max_size=15),
+    st.text("abc=&;+,/?:@!$'()*~-._%é", max_size=15),
+    st.text("ab", max_size=2)))
+def test_fast_path_agrees_with_url_normalize_on_generated_urls(url: str) -> None:
+    assert canonical_url(url) == _slow(url)
