@@ -7,8 +7,6 @@ import logging
 import multiprocessing
 import os
 import random
-import threading
-import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +19,7 @@ from .model import FeedSpec
 from .pipeline import Pipeline, PollSettings, utcnow
 from .store import Store
 from .watchlist import Watchlist, load_watchlist
+from .workers import exit_with
 
 log = logging.getLogger("veille.app")
 
@@ -81,20 +80,7 @@ class App:
 def _parse_pool(settings: Settings) -> Executor:
     """Parsing is CPU-bound: a process pool keeps it off the event loop and uses every core."""
     workers = settings.parse_workers or max(1, os.cpu_count() or 1)
-    return ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_exit_with, initargs=(os.getpid(),))
-
-
-def _exit_with(pid: int) -> None:
-    """In a pool worker: exit when the main process is gone (even after a SIGKILL)."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["bot.workers"])  # workers start with the parsers imported
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=exit_with, initargs=(os.getpid(),))

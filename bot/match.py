@@ -2,9 +2,9 @@
 
 Every query term gets one automaton key: its longest run of words that must appear
 verbatim in the folded text, padded with spaces so that a hit sits on word boundaries. One
-pass over an item finds every key; a topic is evaluated only when one of its positive terms'
-keys occurred (every accepted query needs a positive term, see query.compile_query), and
-term occurrences are then verified only where their keys were found.
+pass over an item finds every key; a topic is evaluated only when the key of one of its
+anchors occurred (terms one of which every match must contain, chosen to be rare: see
+query.anchor_terms), and term occurrences are then verified only where their keys were found.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import ahocorasick
 
 from .model import FeedSpec, Hit, Item, Match, Topic
-from .query import FIELDS, CTerm, evaluate, positive_terms
+from .query import FIELDS, CTerm, anchor_terms, evaluate
 from .text import spans, words
 
 _FIELD_SEP = "|"  # a pseudo-word between title and body: "|" never survives folding
@@ -81,14 +81,14 @@ class Matcher:
         entries: dict[str, tuple[list[tuple[int, int]], set[int]]] = {}
         for t_index, topic in enumerate(self.topics):
             q = topic.compiled
-            positive = set(positive_terms(q.tree))
+            anchors = anchor_terms(q.tree, q.terms)
             for i, term in enumerate(q.terms):
                 key, offset = term_key(term)
                 term_id = self._term_ids.setdefault(term, len(self._term_ids))
                 places, triggers = entries.setdefault(key, ([], set()))
                 if (term_id, offset) not in places:
                     places.append((term_id, offset))
-                if i in positive:
+                if i in anchors:
                     triggers.add(t_index)
         self._automaton = ahocorasick.Automaton()
         for key, (places, triggers) in entries.items():

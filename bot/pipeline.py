@@ -18,10 +18,11 @@ from typing import Callable, Sequence
 
 from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
-from .model import Alert, FeedSpec, FetchResult
-from .parse import ParsedFeed, parse_feed
-from .store import Store
+from .model import Alert, FeedSpec, FetchResult, Item, Match
+from .parse import ParsedFeed
+from .store import FeedState, Store
 from .watchlist import Watchlist
+from .workers import ParseJob
 
 log = logging.getLogger("veille.poll")
 
@@ -78,17 +79,22 @@ class Pipeline:
         self.settings = settings or PollSettings()
         self.clock = clock
 
-    async def poll(self, feed: FeedSpec) -> PollOutcome:
-        """Poll one feed; never raises for a feed's own failures (they are recorded)."""
+    async def poll(self, feed: FeedSpec, state: FeedState | None = None) -> PollOutcome:
+        """Poll one feed; never raises for a feed's own failures (they are recorded).
+
+        state: the feed's stored state when the caller already read it (a cycle reads all
+        feeds' states in one query); read here otherwise.
+        """
         started = time.monotonic()
-        outcome = await self._poll(feed)
+        outcome = await self._poll(feed, state)
         outcome = _with(outcome, elapsed=time.monotonic() - started)
         level = logging.WARNING if outcome.status == "error" else logging.INFO
         log.log(level, "poll", extra={"fields": outcome.log_fields()})
         return outcome
 
-    async def _poll(self, feed: FeedSpec) -> PollOutcome:
-        state = await asyncio.to_thread(self.store.feed_state, feed.url)
+    async def _poll(self, feed: FeedSpec, state: FeedState | None) -> PollOutcome:
+        if state is None:
+            state = await asyncio.to_thread(self.store.feed_state, feed.url)
         if state is None:
             await asyncio.to_thread(self.store.sync_feeds, [feed])
             state = await asyncio.to_thread(self.store.feed_state, feed.url)
@@ -103,9 +109,11 @@ class Pipeline:
             parsed = await self._parse(feed, result)
         except ParseError as exc:
             return await self._failed(feed, state.error_streak + 1, result, f"parse: {exc}")
-        wl = self.watchlist()
-        matches = {item.guid: wl.matcher.match_item(item, feed) for item in parsed.items}
-        matches = {guid: found for guid, found in matches.items() if found}
+        # an item whose guid this feed already gave can never be new: do not match it again
+        seen = set() if state.first_poll else await asyncio.to_thread(
+            self.store.seen_guids, feed.url)
+        fresh = [item for item in parsed.items if item.guid not in seen]
+        matches = await asyncio.to_thread(_match, self.watchlist(), fresh, feed)
         now = self.clock()
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
         claim = await asyncio.to_thread(
@@ -119,7 +127,7 @@ class Pipeline:
         """Parse in the executor (another process by default): parsing is CPU-bound."""
         loop = asyncio.get_running_loop()
         url = result.final_url or result.url
-        call = _Parse(result.body or b"", url, dict(result.headers), feed.name, feed.lang)
+        call = ParseJob(result.body or b"", url, dict(result.headers), feed.name, feed.lang)
         if self.executor is None:
             return call()
         return await loop.run_in_executor(self.executor, call)
@@ -153,19 +161,9 @@ class Pipeline:
                            next_poll_at=next_at)
 
 
-@dataclass(frozen=True)
-class _Parse:
-    """A picklable call of parse_feed, for a process pool."""
-
-    body: bytes
-    url: str
-    headers: dict
-    source: str
-    lang: str | None
-
-    def __call__(self) -> ParsedFeed:
-        return parse_feed(self.body, url=self.url, headers=self.headers, source=self.source,
-                          lang=self.lang)
+def _match(wl: Watchlist, items: list[Item], feed: FeedSpec) -> dict[str, list[Match]]:
+    """The matches of each item that has some, by guid (run in a thread: CPU-bound)."""
+    return {item.guid: found for item in items if (found := wl.matcher.match_item(item, feed))}
 
 
 def _with(outcome: PollOutcome, **changes: object) -> PollOutcome:

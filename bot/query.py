@@ -359,6 +359,37 @@ def _anchored(tree: tuple) -> bool:
     return all(_anchored(c) for c in tree[1])
 
 
+def anchor_terms(tree: tuple, terms: Sequence[CTerm]) -> frozenset[int]:
+    """Terms one of which every match contains: an AND needs only its most selective child.
+
+    A topic whose anchors do not occur cannot match, so only anchors need to trigger an
+    evaluation; choosing rare ones (phrases over common single words) keeps evaluations few.
+    """
+    kind = tree[0]
+    if kind == "t":
+        return frozenset((tree[1],))
+    if kind == "or":
+        return frozenset().union(*(anchor_terms(c, terms) for c in tree[1]))
+    if kind == "near":
+        sides = (anchor_terms(tree[1], terms), anchor_terms(tree[2], terms))
+        return min(sides, key=lambda a: _cost(a, terms))
+    if kind == "and":
+        options = [anchor_terms(c, terms) for c in tree[1] if _anchored(c)]
+        return min(options, key=lambda a: _cost(a, terms))
+    raise ValueError("a NOT has no anchors")  # compile_query rejects unanchored queries
+
+
+def _cost(anchors: frozenset[int], terms: Sequence[CTerm]) -> float:
+    """How often the anchors may occur: common single words cost most, long phrases least."""
+    total = 0.0
+    for i in anchors:
+        parts = terms[i].parts
+        letters = sum(len(w) for w, _ in parts)
+        total += 1.0 / len(parts) ** 2 * (4.0 if any(p for _, p in parts) else 1.0) * max(
+            1.0, 12.0 - letters)
+    return total
+
+
 def positive_terms(tree: tuple) -> Iterable[int]:
     """Indices of terms not under a NOT."""
     kind = tree[0]

@@ -34,8 +34,10 @@ async def cycle(app: App, feeds: Iterable[FeedSpec] | None = None,
                 on_done: Callable[[PollOutcome], None] | None = None) -> list[PollOutcome]:
     """Poll every feed once, concurrently (the fetcher bounds concurrency), then deliver."""
 
+    states = {s.declared_url: s for s in await asyncio.to_thread(app.store.feeds_overview)}
+
     async def one(feed: FeedSpec) -> PollOutcome:
-        outcome = await app.pipeline.poll(feed)
+        outcome = await app.pipeline.poll(feed, states.get(feed.url))
         if on_done:
             on_done(outcome)
         return outcome
