@@ -38,8 +38,8 @@ def _settings(**overrides):
 
 
 def _watchlist(directory: Optional[Path]) -> Watchlist:
-    directory = directory or _settings().watchlists
-    _settings()  # every command fails fast on an invalid VEILLE_* setting
+    settings = _settings()  # every command fails fast on an invalid VEILLE_* setting
+    directory = directory or settings.watchlists
     try:
         return load_watchlist(directory)
     except WatchlistError as exc:
@@ -410,7 +410,8 @@ def alerts(
     for r in rows:
         if as_json:
             sys.stdout.write(json.dumps({
-                "id": r.id, "topic": r.topic, "status": r.status, "created": r.created_at.isoformat(),
+                "id": r.id, "topic": r.topic, "status": r.status,
+                "created": r.created_at.isoformat(),
                 "sent": _iso_or_none(r.sent_at), "title": r.title, "url": r.link,
                 "source": r.source, "published": _iso_or_none(r.published),
                 "terms": list(r.terms)}, ensure_ascii=False) + "\n")

@@ -132,11 +132,17 @@ class Pipeline:
             return call()
         return await loop.run_in_executor(self.executor, call)
 
+    def _next_poll(self, now: datetime, feed: FeedSpec, streak: int,
+                   retry_after: float | None) -> datetime:
+        """When to poll again: the interval with jitter, or a backoff after failures."""
+        delay = next_delay(feed.interval, streak, retry_after=retry_after,
+                           max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
+                           rng=self.settings.rng)
+        return now + timedelta(seconds=delay)
+
     async def _succeeded(self, feed: FeedSpec, result: FetchResult, status: str) -> PollOutcome:
         now = self.clock()
-        delay = next_delay(feed.interval, 0, retry_after=None, max_backoff=self.settings.max_backoff,
-                           jitter=self.settings.jitter, rng=self.settings.rng)
-        next_at = now + timedelta(seconds=delay)
+        next_at = self._next_poll(now, feed, 0, None)
         await asyncio.to_thread(
             self.store.record_fetch, feed.url, now=now, status=result.status, error=None,
             next_poll_at=next_at, success=True, etag=result.etag,
@@ -147,10 +153,7 @@ class Pipeline:
     async def _failed(self, feed: FeedSpec, streak: int, result: FetchResult,
                       error: str) -> PollOutcome:
         now = self.clock()
-        delay = next_delay(feed.interval, streak, retry_after=result.retry_after,
-                           max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
-                           rng=self.settings.rng)
-        next_at = now + timedelta(seconds=delay)
+        next_at = self._next_poll(now, feed, streak, result.retry_after)
         try:
             await asyncio.to_thread(
                 self.store.record_fetch, feed.url, now=now, status=result.status or None,

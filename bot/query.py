@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Mapping, Protocol, Sequence, Union
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .errors import QuerySyntaxError
@@ -390,78 +390,24 @@ def _cost(anchors: frozenset[int], terms: Sequence[CTerm]) -> float:
     return total
 
 
-def positive_terms(tree: tuple) -> Iterable[int]:
-    """Indices of terms not under a NOT."""
-    kind = tree[0]
-    if kind == "t":
-        yield tree[1]
-    elif kind in ("and", "or"):
-        for c in tree[1]:
-            yield from positive_terms(c)
-    elif kind == "near":
-        yield from positive_terms(tree[1])
-        yield from positive_terms(tree[2])
-
-
 # ---------------------------------------------------------------- evaluation
 
 FIELDS = ("title", "body")
 Occ = tuple[int, int, int, int]  # (field index, first token, end token, term index)
 
 
-class Doc:
-    """Folded tokens of an item's title and body, with per-term occurrence caching."""
+class TermFinder(Protocol):
+    """A document as evaluate sees it: where each term occurs, as (field, start, end)."""
 
-    __slots__ = ("fields", "_index", "_cache")
-
-    def __init__(self, title_words: list[str], body_words: list[str]) -> None:
-        self.fields = (title_words, body_words)
-        self._index: list[dict[str, list[int]]] | None = None
-        self._cache: dict[CTerm, list[tuple[int, int, int]]] = {}
-
-    @classmethod
-    def of(cls, title: str, body: str) -> "Doc":
-        return cls(words(title), words(body))
-
-    def _positions(self, f: int, first: str) -> list[int]:
-        if self._index is None:
-            self._index = []
-            for toks in self.fields:
-                idx: dict[str, list[int]] = {}
-                for i, w in enumerate(toks):
-                    idx.setdefault(w, []).append(i)
-                self._index.append(idx)
-        return self._index[f].get(first, [])
-
-    def find(self, term: CTerm) -> list[tuple[int, int, int]]:
-        """Occurrences of a term: (field, start, end) token ranges."""
-        hit = self._cache.get(term)
-        if hit is None:
-            hit = self._cache[term] = list(self._find(term))
-        return hit
-
-    def _find(self, term: CTerm) -> Iterable[tuple[int, int, int]]:
-        parts = term.parts
-        n = len(parts)
-        for f, toks in enumerate(self.fields):
-            if term.scope is not None and FIELDS[f] != term.scope:
-                continue
-            first, pre = parts[0]
-            starts = range(len(toks)) if pre else self._positions(f, first)
-            for i in starts:
-                if i + n <= len(toks) and all(
-                    toks[i + k] == w or (p and toks[i + k].startswith(w))
-                    for k, (w, p) in enumerate(parts)
-                ):
-                    yield (f, i, i + n)
+    def find(self, term: CTerm) -> list[tuple[int, int, int]]: ...
 
 
-def evaluate(q: Compiled, doc: Doc) -> tuple[bool, list[Occ]]:
+def evaluate(q: Compiled, doc: TermFinder) -> tuple[bool, list[Occ]]:
     """Whether the query matches, and the occurrences of the terms that made it match."""
     return _eval(q.tree, q.terms, doc)
 
 
-def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: Doc) -> tuple[bool, list[Occ]]:
+def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder) -> tuple[bool, list[Occ]]:
     kind = tree[0]
     if kind == "t":
         occ = [(f, s, e, tree[1]) for f, s, e in doc.find(terms[tree[1]])]
@@ -488,7 +434,7 @@ def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: Doc) -> tuple[bool, list[O
     return _near(tree, terms, doc)
 
 
-def _near(tree: tuple, terms: tuple[CTerm, ...], doc: Doc) -> tuple[bool, list[Occ]]:
+def _near(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder) -> tuple[bool, list[Occ]]:
     _, left, right, n = tree
     ok_l, occ_l = _eval(left, terms, doc)
     if not ok_l:

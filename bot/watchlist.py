@@ -298,7 +298,7 @@ class Watchlist:
         if not news_search:
             return self.feeds
         seen = {f.url for f in self.feeds}
-        extra = [f for t in self.topics for f in search_feeds(t, self.aliases)
+        extra = [f for t in self.topics for f in search_feeds(t)
                  if f.url not in seen and not seen.add(f.url)]  # type: ignore[func-returns-value]
         return self.feeds + tuple(extra)
 
@@ -424,7 +424,8 @@ def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[st
         for i, raw in enumerate(model.topics):
             t = _validate(doc, TopicModel, raw, ("topics", i))
             query = raw.get("query") if isinstance(raw, dict) else None
-            compiled = _compile_topic(doc, i, raw, aliases, broken) if isinstance(query, str) else None
+            compiled = (_compile_topic(doc, i, raw, aliases, broken)
+                        if isinstance(query, str) else None)
             if t is None or compiled is None:
                 continue
             line = doc.values[("topics", i)].start_mark.line + 1
@@ -516,7 +517,7 @@ def _script_fits(text: str, lang: str) -> bool:
     return cyr == 0 and cjk == 0
 
 
-def search_feeds(topic: Topic, aliases: Mapping[str, Any] | None = None) -> list[FeedSpec]:
+def search_feeds(topic: Topic) -> list[FeedSpec]:
     """Google News and Bing News RSS searches for each of the topic's `search` languages."""
     out = []
     for lang, _ in topic.search:
