@@ -609,12 +609,12 @@ class Instruments:
 
     def attach(self, app) -> None:
         store = app.store
-        for name in ("feed_state", "claim", "record_fetch", "lease_alerts", "mark_sent"):
+        for name in ("feed_state", "seen_guids", "claim", "record", "lease_alerts", "mark_sent"):
             setattr(store, name, self._sync(f"store.{name} (in thread)", getattr(store, name)))
         app.fetcher.fetch = self._async("fetch (await)", app.fetcher.fetch)
         pipe = app.pipeline
-        pipe._parse = self._async("parse round trip (await)", pipe._parse)
-        pipe._succeeded = self._async("record_fetch incl. to_thread (await)", pipe._succeeded)
+        pipe._parse = self._async("parse + match round trip (await)", pipe._parse)
+        pipe._succeeded = self._async("record (304) incl. to_thread (await)", pipe._succeeded)
         original_to_thread = asyncio.to_thread
 
         # how long each asyncio.to_thread call waits in all (queue + run + wake-up)
@@ -628,9 +628,6 @@ class Instruments:
         import bot.pipeline
         bot.pipeline.asyncio.to_thread = to_thread  # the module object is the asyncio module
         self._restore = (bot.pipeline.asyncio, "to_thread", original_to_thread)
-        matcher_owner = app.watchlist
-        matcher = matcher_owner.matcher
-        matcher.match_item = self._sync("match_item (event loop)", matcher.match_item)
 
     def detach(self) -> None:
         module, name, fn = self._restore
@@ -677,7 +674,7 @@ def offline_costs(n_items: int, seed: int, watchlists: Path, sample: int = 60) -
         for item in p.items:
             wl.matcher.match_item(item, any_spec)
             n += 1
-    out["match ms/feed (main)"] = (time.perf_counter() - t) * 1000 / sample
+    out["match ms/feed (worker)"] = (time.perf_counter() - t) * 1000 / sample
     out["match items/s"] = n / (time.perf_counter() - t)
     return out
 
@@ -686,13 +683,15 @@ def pool_warmup_s() -> float:
     """Seconds for a fresh forkserver pool of 2 to run a first parse (what cycle 1 pays)."""
     from bot.app import _parse_pool
     from bot.config import Settings
-    from bot.pipeline import _Parse
+    from bot.model import FeedSpec
+    from bot.workers import ParseJob
 
     body, lang, _f = make_feed(0, 5, 1)
     settings = Settings(_env_file=None)
+    spec = FeedSpec("http://x/a.xml", "s", lang)
     t = time.perf_counter()
     pool = _parse_pool(settings)
-    futures = [pool.submit(_Parse(body, "http://x/a.xml", {}, "s", lang)) for _ in range(4)]
+    futures = [pool.submit(ParseJob(body, spec.url, {}, spec)) for _ in range(4)]
     for f in futures:
         f.result()
     elapsed = time.perf_counter() - t

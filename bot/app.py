@@ -74,6 +74,7 @@ class App:
         await self.fetcher.aclose()
         if self.executor is not None:
             await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
+        self.pipeline.close()
         self.store.close()
 
 
@@ -81,6 +82,7 @@ def _parse_pool(settings: Settings) -> Executor:
     """Parsing is CPU-bound: a process pool keeps it off the event loop and uses every core."""
     workers = settings.parse_workers or max(1, os.cpu_count() or 1)
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bot.workers"])  # workers start with the parsers imported
+    # workers start with the parsers and the matcher imported
+    context.set_forkserver_preload(["bot.workers", "bot.match"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=exit_with, initargs=(os.getpid(),))

@@ -78,6 +78,9 @@ class Matcher:
     def __init__(self, topics: Sequence[Topic]) -> None:
         self.topics = tuple(topics)
         self._term_ids: dict[CTerm, int] = {}
+        # per topic: global term id -> that topic's term indices (to tell evaluate which
+        # of its terms may occur in an item)
+        self._local: list[dict[int, list[int]]] = [{} for _ in self.topics]
         entries: dict[str, tuple[list[tuple[int, int]], set[int]]] = {}
         for t_index, topic in enumerate(self.topics):
             q = topic.compiled
@@ -85,6 +88,7 @@ class Matcher:
             for i, term in enumerate(q.terms):
                 key, offset = term_key(term)
                 term_id = self._term_ids.setdefault(term, len(self._term_ids))
+                self._local[t_index].setdefault(term_id, []).append(i)
                 places, triggers = entries.setdefault(key, ([], set()))
                 if (term_id, offset) not in places:
                     places.append((term_id, offset))
@@ -107,8 +111,7 @@ class Matcher:
         hay = " " + " ".join(toks) + " "  # one space before every token
         found_keys = list(self._automaton.iter(hay))
         triggered = set().union(*(v[2] for _, v in found_keys)) if found_keys else set()
-        topics = [self.topics[i] for i in sorted(triggered)
-                  if self.topics[i].applies_to(lang, feed)]
+        topics = [i for i in sorted(triggered) if self.topics[i].applies_to(lang, feed)]
         if not topics:
             return []
         starts: dict[int, set[int]] = defaultdict(set)
@@ -117,7 +120,13 @@ class Matcher:
             for term_id, offset in places:
                 starts[term_id].add(first - offset)
         doc = _TopicDoc(_Hits(toks, len(tw), starts), self._term_ids)
-        found = [(t, occ) for t in topics for ok, occ in [evaluate(t.compiled, doc)] if ok]
+        found = []
+        for i in topics:
+            local = self._local[i]
+            present = {k for term_id in starts for k in local.get(term_id, ())}
+            ok, occ = evaluate(self.topics[i].compiled, doc, present)
+            if ok:
+                found.append((self.topics[i], occ))
         return _with_spans(found, title, body)
 
     def match_item(self, item: Item, feed: FeedSpec | None = None) -> list[Match]:

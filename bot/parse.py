@@ -66,7 +66,10 @@ _BLOCK_TAGS = ("p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
 _SKIP_TAGS = ("script", "style", "noscript", "template")
 _LANG = re.compile(r"[A-Za-z]{2,3}")
 _MAX_MARKUP_CHARS = 10 * MAX_TEXT_CHARS  # HTML beyond this is not read (text is cut anyway)
-_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")  # controls, lone surrogates
+# controls, lone surrogates, and _BREAK (which only plain_text may put in)
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0]")
+_BREAK = "\ufdd0"  # a noncharacter: marks a word break before block tags (see plain_text)
+_BEFORE_BLOCK_TAG = re.compile(r"<(?=/?(?:%s)[\s/>])" % "|".join(_BLOCK_TAGS), re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,17 +670,18 @@ def plain_text(markup: str) -> str:
     markup = _UNSAFE_CHARS.sub("", markup[:_MAX_MARKUP_CHARS])
     if "<" not in markup and "&" not in markup:
         return " ".join(markup.split())
+    # A block tag (opening or closing) separates words: mark the place before parsing, as a
+    # character the HTML parser keeps wherever it puts the text (a space may be dropped as
+    # ignorable whitespace); cheaper than visiting the block elements of the tree afterwards.
+    marked = _BEFORE_BLOCK_TAG.sub(_BREAK + "<", markup)
     try:
-        root = etree.HTML(markup)  # lxml's HTML parser: libxml2, lenient like a browser
+        root = etree.HTML(marked)  # lxml's HTML parser: libxml2, lenient like a browser
     except (etree.LxmlError, ValueError):  # e.g. an encoding declaration: use the stdlib
         return " ".join(_StdlibText.text_of(markup).split())
     if root is None:
         return ""
     etree.strip_elements(root, *_SKIP_TAGS, with_tail=False)
-    for element in root.iter(*_BLOCK_TAGS):
-        element.text = " " + (element.text or "")
-        element.tail = " " + (element.tail or "")
-    return " ".join("".join(root.itertext()).split())
+    return " ".join("".join(root.itertext()).replace(_BREAK, " ").split())
 
 
 class _StdlibText(HTMLParser):

@@ -18,11 +18,10 @@ from typing import Callable, Sequence
 
 from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
-from .model import Alert, FeedSpec, FetchResult, Item, Match
-from .parse import ParsedFeed
-from .store import FeedState, Store
+from .model import Alert, FeedSpec, FetchResult
+from .store import FeedState, FetchRecord, Store
 from .watchlist import Watchlist
-from .workers import ParseJob
+from .workers import MatcherFiles, Parsed, ParseJob
 
 log = logging.getLogger("veille.poll")
 
@@ -78,6 +77,11 @@ class Pipeline:
         self.executor = executor
         self.settings = settings or PollSettings()
         self.clock = clock
+        self.matchers = MatcherFiles()  # the current matcher, handed to the parse workers
+
+    def close(self) -> None:
+        """Remove the files handed to the workers."""
+        self.matchers.close()
 
     async def poll(self, feed: FeedSpec, state: FeedState | None = None) -> PollOutcome:
         """Poll one feed; never raises for a feed's own failures (they are recorded).
@@ -105,32 +109,44 @@ class Pipeline:
         if validators.unchanged(result):
             status = "not-modified" if result.not_modified else "unchanged"
             return await self._succeeded(feed, result, status)
+        # an item whose guid this feed already gave can never be new: do not match it again
+        known = frozenset() if state.first_poll else frozenset(
+            await asyncio.to_thread(self.store.seen_guids, feed.url))
         try:
-            parsed = await self._parse(feed, result)
+            parsed = await self._parse(feed, result, known)
         except ParseError as exc:
             return await self._failed(feed, state.error_streak + 1, result, f"parse: {exc}")
-        # an item whose guid this feed already gave can never be new: do not match it again
-        seen = set() if state.first_poll else await asyncio.to_thread(
-            self.store.seen_guids, feed.url)
-        fresh = [item for item in parsed.items if item.guid not in seen]
-        matches = await asyncio.to_thread(_match, self.watchlist(), fresh, feed)
         now = self.clock()
+        next_at = self._next_poll(now, feed, 0, None)
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
+        items = parsed.feed.items
         claim = await asyncio.to_thread(
-            self.store.claim, feed.url, parsed.items, matches, now=now, alert_cutoff=cutoff,
-            destinations=tuple(self.settings.destinations))
-        outcome = await self._succeeded(feed, result, "new")
-        return _with(outcome, items=len(parsed.items), new_items=claim.new, alerts=claim.alerts,
-                     silent=claim.silent, skipped=parsed.skipped, matches=len(matches))
+            self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
+            destinations=tuple(self.settings.destinations), fetch=_record(result, next_at))
+        return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
+                           items=len(items), new_items=claim.new, alerts=claim.alerts,
+                           silent=claim.silent, skipped=parsed.feed.skipped,
+                           matches=len(parsed.matches))
 
-    async def _parse(self, feed: FeedSpec, result: FetchResult) -> ParsedFeed:
-        """Parse in the executor (another process by default): parsing is CPU-bound."""
-        loop = asyncio.get_running_loop()
+    async def _parse(self, feed: FeedSpec, result: FetchResult, known: frozenset[str]) -> Parsed:
+        """Parse and match in the executor (another process by default): both are CPU-bound.
+
+        A failure of the worker itself (killed, out of memory) is a ParseError for this poll:
+        the feed is retried at its next poll and the others go on.
+        """
         url = result.final_url or result.url
-        call = ParseJob(result.body or b"", url, dict(result.headers), feed.name, feed.lang)
+        matcher = self.watchlist().matcher
         if self.executor is None:
-            return call()
-        return await loop.run_in_executor(self.executor, call)
+            return ParseJob(result.body or b"", url, dict(result.headers), feed, matcher, known)()
+        ref = self.matchers.ref(matcher)  # pickled to a file once per watchlist version
+        job = ParseJob(result.body or b"", url, dict(result.headers), feed, ref, known)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, job)
+        except ParseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a broken worker must not stop the cycle)
+            log.error("parse-worker", extra={"fields": {"feed": feed.url, "error": repr(exc)}})
+            raise ParseError(f"parse worker failed: {type(exc).__name__}: {exc}") from exc
 
     def _next_poll(self, now: datetime, feed: FeedSpec, streak: int,
                    retry_after: float | None) -> datetime:
@@ -143,30 +159,26 @@ class Pipeline:
     async def _succeeded(self, feed: FeedSpec, result: FetchResult, status: str) -> PollOutcome:
         now = self.clock()
         next_at = self._next_poll(now, feed, 0, None)
-        await asyncio.to_thread(
-            self.store.record_fetch, feed.url, now=now, status=result.status, error=None,
-            next_poll_at=next_at, success=True, etag=result.etag,
-            last_modified=result.last_modified, body_hash=result.body_hash,
-            new_url=result.permanent_url)
+        await asyncio.to_thread(self.store.record, feed.url, _record(result, next_at), now=now)
         return PollOutcome(feed, status, http_status=result.status, next_poll_at=next_at)
 
     async def _failed(self, feed: FeedSpec, streak: int, result: FetchResult,
                       error: str) -> PollOutcome:
         now = self.clock()
         next_at = self._next_poll(now, feed, streak, result.retry_after)
+        record = FetchRecord(result.status or None, next_at, error)
         try:
-            await asyncio.to_thread(
-                self.store.record_fetch, feed.url, now=now, status=result.status or None,
-                error=error, next_poll_at=next_at, success=False)
+            await asyncio.to_thread(self.store.record, feed.url, record, now=now)
         except StoreError as exc:  # recording the failure must not hide it
             log.error("store", extra={"fields": {"feed": feed.url, "error": str(exc)}})
         return PollOutcome(feed, "error", http_status=result.status, error=error,
                            next_poll_at=next_at)
 
 
-def _match(wl: Watchlist, items: list[Item], feed: FeedSpec) -> dict[str, list[Match]]:
-    """The matches of each item that has some, by guid (run in a thread: CPU-bound)."""
-    return {item.guid: found for item in items if (found := wl.matcher.match_item(item, feed))}
+def _record(result: FetchResult, next_at: datetime) -> FetchRecord:
+    """A successful fetch as the feeds row keeps it."""
+    return FetchRecord(result.status, next_at, None, result.etag, result.last_modified,
+                       result.body_hash, result.permanent_url)
 
 
 def _with(outcome: PollOutcome, **changes: object) -> PollOutcome:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping, Protocol, Sequence, Union
+from typing import Container, Mapping, Protocol, Sequence, Union
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -402,23 +402,31 @@ class TermFinder(Protocol):
     def find(self, term: CTerm) -> list[tuple[int, int, int]]: ...
 
 
-def evaluate(q: Compiled, doc: TermFinder) -> tuple[bool, list[Occ]]:
-    """Whether the query matches, and the occurrences of the terms that made it match."""
-    return _eval(q.tree, q.terms, doc)
+def evaluate(q: Compiled, doc: TermFinder,
+             present: Container[int] | None = None) -> tuple[bool, list[Occ]]:
+    """Whether the query matches, and the occurrences of the terms that made it match.
+
+    present: the indices of the terms that may occur (a superset), when the caller knows;
+    the others are taken as absent without asking doc (a big alias group costs nothing).
+    """
+    return _eval(q.tree, q.terms, doc, present)
 
 
-def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder) -> tuple[bool, list[Occ]]:
+def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
+          present: Container[int] | None) -> tuple[bool, list[Occ]]:
     kind = tree[0]
     if kind == "t":
+        if present is not None and tree[1] not in present:
+            return False, []
         occ = [(f, s, e, tree[1]) for f, s, e in doc.find(terms[tree[1]])]
         return bool(occ), occ
     if kind == "not":
-        ok, _ = _eval(tree[1], terms, doc)
+        ok, _ = _eval(tree[1], terms, doc, present)
         return not ok, []
     if kind == "and":
         out: list[Occ] = []
         for child in tree[1]:
-            ok, occ = _eval(child, terms, doc)
+            ok, occ = _eval(child, terms, doc, present)
             if not ok:
                 return False, []
             out += occ
@@ -427,19 +435,22 @@ def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder) -> tuple[bool,
         out = []
         any_ok = False
         for child in tree[1]:
-            ok, occ = _eval(child, terms, doc)
+            if present is not None and child[0] == "t" and child[1] not in present:
+                continue  # the common case, inlined: an absent alternative of an alias group
+            ok, occ = _eval(child, terms, doc, present)
             any_ok |= ok
             out += occ
         return any_ok, out
-    return _near(tree, terms, doc)
+    return _near(tree, terms, doc, present)
 
 
-def _near(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder) -> tuple[bool, list[Occ]]:
+def _near(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
+          present: Container[int] | None) -> tuple[bool, list[Occ]]:
     _, left, right, n = tree
-    ok_l, occ_l = _eval(left, terms, doc)
+    ok_l, occ_l = _eval(left, terms, doc, present)
     if not ok_l:
         return False, []
-    ok_r, occ_r = _eval(right, terms, doc)
+    ok_r, occ_r = _eval(right, terms, doc, present)
     if not ok_r:
         return False, []
     used: dict[Occ, None] = {}

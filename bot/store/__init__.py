@@ -4,6 +4,6 @@ SQLite (the default, one file, WAL) or PostgreSQL (several instances); the same 
 both. Only this package imports SQLAlchemy and maps its errors to bot.errors.StoreError.
 """
 
-from .store import AlertRow, ClaimResult, FeedState, PruneResult, Store
+from .store import AlertRow, ClaimResult, FeedState, FetchRecord, PruneResult, Store
 
-__all__ = ["AlertRow", "ClaimResult", "FeedState", "PruneResult", "Store"]
+__all__ = ["AlertRow", "ClaimResult", "FeedState", "FetchRecord", "PruneResult", "Store"]
