@@ -714,12 +714,12 @@ _MAIN_RULES = (  # first rule whose marker is anywhere in the stack (root -> lea
     ("asyncio loop machinery", ("asyncio/",)),
 )
 _WORKER_LABELS = (  # the innermost (leaf-most) frame that carries one of these wins
-    ("fastfeedparser/", "fastfeedparser.parse"),
+    ("match (", "matching (Matcher.match)"),
     ("plain_text (", "plain_text (HTML -> text)"),
     ("canonical_url (", "canonical_url (url-normalize)"),
     ("title_fingerprint (", "title_fingerprint"),
     ("_fast_shape (", "_fast_shape (lxml parse + shape check)"),
-    ("_entry_from_fast (", "_entry_from_fast (re-reads the lxml tree)"),
+    ("_entry_from_tree (", "_entry_from_tree (reads an item element)"),
     ("_absolute_link (", "_absolute_link (urljoin)"),
     ("_first_date (", "dates"),
     ("_prepare_xml (", "_prepare_xml (charset, clean)"),

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bot.parse
 from bot.errors import ParseError
@@ -471,23 +473,72 @@ def test_path_choice_over_the_corpus(corpus: Path) -> None:
     assert sum(parser == "json" for parser in chosen.values()) == 4
 
 
-def test_fastfeedparser_failure_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_surprise_reading_the_tree_falls_back_to_feedparser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("boom")
 
-    monkeypatch.setattr(bot.parse.fastfeedparser, "parse", broken)
+    assert parse("tricky-rss.xml").parser == "fast"
+    monkeypatch.setattr(bot.parse, "_entry_from_tree", broken)
     feed = parse("tricky-rss.xml")
     assert feed.parser == "feedparser" and len(feed.items) == 4
 
 
-def test_fastfeedparser_losing_an_entry_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = bot.parse.fastfeedparser.parse
+# ------------------------------------------------------------ link resolution fast path
 
-    def lossy(*args: object, **kwargs: object) -> dict:
-        parsed = real(*args, **kwargs)
-        parsed["entries"] = parsed["entries"][1:]
-        return parsed
+LINK_BASES = ["https://feeds.example.org/dir/feed.xml", "http://feeds.example.org/",
+              "file:///srv/feeds/feed.xml"]
 
-    monkeypatch.setattr(bot.parse.fastfeedparser, "parse", lossy)
-    feed = parse("tricky-rss.xml")
-    assert feed.parser == "feedparser" and len(feed.items) == 4
+
+def _raw_links(path: Path) -> list[str]:
+    """The links of a feed's entries as written, before resolution."""
+    data = path.read_bytes()
+    if data.lstrip()[:1] == b"{":
+        return []
+    xml = bot.parse._prepare_xml(bot.parse._gunzip(data))
+    try:
+        feed = bot.parse._read_fast(xml) or bot.parse._read_feedparser(xml)
+    except ParseError:
+        return []
+    return [e.link for e in feed.entries]
+
+
+@pytest.mark.corpus
+def test_link_fast_path_agrees_with_urljoin_on_every_corpus_link(corpus: Path) -> None:
+    links = [link for f in corpus_files() for link in _raw_links(f)]
+    assert len(links) > 2000
+    fast_ones = [u for u in links if bot.parse._PLAIN_ABSOLUTE.fullmatch(u.strip())]
+    assert len(fast_ones) > len(links) / 2  # the fast path is the common case
+    for base in LINK_BASES:
+        assert ([bot.parse._absolute_link(u, base) for u in links]
+                == [bot.parse._absolute_link(u, base, fast=False) for u in links])
+
+
+TRICKY_LINKS = ["https://a.example/b;", "https://a.example/b;?x", "https://a.example/b#",
+                "https://a.example/b?", "https://a.example?#b", "https://a.example/b#x#",
+                "HTTPS://a.example/b", "https://[::1]/x", "https://[bad/x", "https://a.example/b c",
+                "https://a.example/./b", "https://a.example/../b", "https:///x", "//a.example/b",
+                "https://a.example:80/b", "https://é.example/x", "https://a.example/b?q&amp;r",
+                "http:/a.example/b", "https:a.example", "https://a.example/%7e?x=1&y=%20#f"]
+
+
+@pytest.mark.parametrize("link", TRICKY_LINKS)
+@pytest.mark.parametrize("base", LINK_BASES)
+def test_link_fast_path_agrees_with_urljoin_on_tricky_links(link: str, base: str) -> None:
+    assert (bot.parse._absolute_link(link, base)
+            == bot.parse._absolute_link(link, base, fast=False))
+
+
+@settings(max_examples=1500)
+@given(st.builds(
+    lambda scheme, host, rest: f"{scheme}{host}{rest}",
+    st.sampled_from(["http://", "https://", "https://", "HTTP://", "ftp://", "//", "", "http:",
+                     "https:///"]),
+    st.lists(st.sampled_from(["a", "b", ".", "-", ":", "@", "[", "]", "é", "%", " "]),
+             max_size=4).map("".join),
+    st.lists(st.sampled_from(["/", "a", ";", "?", "#", "=", "&", "%", ".", "..", " ", "[", "é",
+                              "//", "\t", "&amp;", "&#38;"]), max_size=7).map("".join)),
+    st.sampled_from(LINK_BASES))
+def test_link_fast_path_agrees_with_urljoin_on_generated_links(link: str, base: str) -> None:
+    assert (bot.parse._absolute_link(link, base)
+            == bot.parse._absolute_link(link, base, fast=False))

@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from ..errors import StoreError
 from ..model import Alert, FeedSpec, Hit, Item, Match
 from ..stories import title_fingerprint
-from .schema import alerts, feeds, items, matches
+from .schema import UTCDateTime, alerts, feeds, items, matches
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BACKENDS = ("sqlite", "postgresql")
@@ -83,24 +83,12 @@ class FetchRecord:
     body_hash: str | None = None
     new_url: str | None = None  # a permanent redirect moved the feed here
 
-    def values(self, now: datetime) -> dict[str, Any]:
-        """The feeds columns to update."""
-        values: dict[str, Any] = {
-            "last_poll_at": now,
-            "polls": feeds.c.polls + 1,
-            "last_status": self.status,
-            "next_poll_at": self.next_poll_at,
-        }
-        if self.error is None:
-            values.update(error_streak=0, last_success_at=now, last_error=None)
-        else:
-            values.update(error_streak=feeds.c.error_streak + 1, last_error=self.error)
-        kept = {"etag": self.etag, "last_modified": self.last_modified,
-                "body_hash": self.body_hash}
-        values.update({k: v for k, v in kept.items() if v is not None})
-        if self.new_url is not None:
-            values["url"] = self.new_url
-        return values
+    def params(self, declared_url: str, now: datetime, *, parsed: bool) -> dict[str, Any]:
+        """The parameters of _RECORD for this fetch."""
+        return {"r_url": declared_url, "r_now": now, "r_ok": self.error is None,
+                "r_parsed": parsed, "r_status": self.status, "r_next": self.next_poll_at,
+                "r_error": self.error, "r_etag": self.etag, "r_modified": self.last_modified,
+                "r_hash": self.body_hash, "r_moved": self.new_url}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +223,7 @@ class Store:
     def record(self, declared_url: str, record: FetchRecord, *, now: datetime) -> None:
         """Record one poll that stored no items (failed, 304, unchanged body)."""
         with self._tx("recording a fetch") as conn:
-            stmt = sa.update(feeds).where(feeds.c.declared_url == declared_url)
-            if conn.execute(stmt.values(record.values(now))).rowcount == 0:
+            if conn.execute(_RECORD, record.params(declared_url, now, parsed=False)).first() is None:
                 raise StoreError(_unknown_feed(declared_url))
 
     def seen_guids(self, declared_url: str) -> set[str]:
@@ -279,8 +266,7 @@ class Store:
                 conn, fresh, ids, matches, now, alert_cutoff, destinations
             )
             if fresh:
-                bump = sa.update(feeds).where(feeds.c.id == feed_id)
-                conn.execute(bump.values(items_total=feeds.c.items_total + len(fresh)))
+                conn.execute(_COUNT_ITEMS, {"c_id": feed_id, "c_new": len(fresh)})
         return ClaimResult(tuple(fresh), tuple(queued), silent)
 
     def _insert_items(
@@ -332,14 +318,12 @@ class Store:
                 continue
             wanted += [(item, m, d) for m in found for d in destinations]
         if match_rows:
-            conn.execute(sa.insert(matches), match_rows)
+            conn.execute(_INSERT_MATCHES, match_rows)
         if not wanted:
             return [], silent
         rows = [_alert_row(ids[i.guid], m.topic, d, now) for i, m, d in wanted]
-        stmt = sa.insert(alerts).returning(
-            alerts.c.id, alerts.c.item_id, alerts.c.topic, alerts.c.destination
-        )
-        got = {(r.item_id, r.topic, r.destination): r.id for r in conn.execute(stmt, rows)}
+        got = {(r.item_id, r.topic, r.destination): r.id
+               for r in conn.execute(_INSERT_ALERTS, rows)}
         return [
             Alert(m.topic, i, m, destination=d, id=got[(ids[i.guid], m.topic, d)])
             for i, m, d in wanted
@@ -375,25 +359,19 @@ class Store:
 
     def mark_sent(self, alert_id: int, *, now: datetime, message_id: str | None = None) -> None:
         """The alert was delivered (as `message_id`, when the destination gives one)."""
-        values = {"status": "sent", "sent_at": now, "message_id": message_id, "last_error": None}
-        self._update_alert(alert_id, values, "marking an alert sent")
+        params = {"a_id": alert_id, "a_now": now, "a_message": message_id}
+        self._update_alert(_SENT, params, alert_id, "marking an alert sent")
 
     def mark_failed(
         self, alert_id: int, *, now: datetime, error: str, retry_at: datetime | None
     ) -> None:
         """A delivery failed: retry at `retry_at`, or give up for good when it is None."""
-        values: dict[str, Any] = {"last_error": error}
-        if retry_at is None:
-            values["status"] = "failed"
-        else:
-            values["next_attempt_at"] = retry_at
-        self._update_alert(alert_id, values, "marking an alert failed")
+        params = {"a_id": alert_id, "a_error": error, "a_retry": retry_at}
+        self._update_alert(_FAILED, params, alert_id, "marking an alert failed")
 
-    def _update_alert(self, alert_id: int, values: dict[str, Any], what: str) -> None:
-        values["attempts"] = alerts.c.attempts + 1
+    def _update_alert(self, stmt: Any, params: dict[str, Any], alert_id: int, what: str) -> None:
         with self._tx(what) as conn:
-            stmt = sa.update(alerts).where(alerts.c.id == alert_id).values(values)
-            if conn.execute(stmt).rowcount == 0:
+            if conn.execute(stmt, params).rowcount == 0:
                 raise StoreError(f"no alert with id {alert_id} in {self.url}")
 
     def recent_alerts(
@@ -556,18 +534,76 @@ def _lock_feed(conn: sa.Connection, declared_url: str, now: datetime,
                fetch: FetchRecord | None) -> int:
     """Mark the feed parsed once at least (and record the fetch); its row lock orders
     concurrent claims of it."""
-    values: dict[str, Any] = fetch.values(now) if fetch is not None else {}
-    values["first_success_at"] = sa.func.coalesce(feeds.c.first_success_at, now)
-    stmt = (
-        sa.update(feeds)
-        .where(feeds.c.declared_url == declared_url)
-        .values(values)
-        .returning(feeds.c.id)
-    )
-    feed_id = conn.execute(stmt).scalar()
-    if feed_id is None:
+    if fetch is None:
+        row = conn.execute(_PARSED, {"p_url": declared_url, "p_now": now}).first()
+    else:
+        row = conn.execute(_RECORD, fetch.params(declared_url, now, parsed=True)).first()
+    if row is None:
         raise StoreError(_unknown_feed(declared_url))
-    return feed_id
+    return row.id
+
+
+def _bind(name: str, type_: Any = None) -> Any:
+    return sa.bindparam(name, type_=type_)
+
+
+_WHEN = UTCDateTime()
+_OK = _bind("r_ok", sa.Boolean())
+# Statements built once: constructing a statement per call cost more than running it.
+# One poll's fetch: None validators keep the stored ones, a failure grows the error streak,
+# a success resets it; r_parsed also marks the feed parsed once at least.
+_RECORD = (
+    sa.update(feeds)
+    .where(feeds.c.declared_url == _bind("r_url"))
+    .values(
+        last_poll_at=_bind("r_now", _WHEN),
+        polls=feeds.c.polls + 1,
+        last_status=_bind("r_status", sa.Integer()),
+        next_poll_at=_bind("r_next", _WHEN),
+        error_streak=sa.case((_OK, 0), else_=feeds.c.error_streak + 1),
+        last_success_at=sa.case((_OK, _bind("r_now", _WHEN)), else_=feeds.c.last_success_at),
+        last_error=_bind("r_error", sa.Text()),
+        etag=sa.func.coalesce(_bind("r_etag", sa.Text()), feeds.c.etag),
+        last_modified=sa.func.coalesce(_bind("r_modified", sa.Text()), feeds.c.last_modified),
+        body_hash=sa.func.coalesce(_bind("r_hash", sa.Text()), feeds.c.body_hash),
+        url=sa.func.coalesce(_bind("r_moved", sa.Text()), feeds.c.url),
+        first_success_at=sa.case(
+            (_bind("r_parsed", sa.Boolean()),
+             sa.func.coalesce(feeds.c.first_success_at, _bind("r_now", _WHEN))),
+            else_=feeds.c.first_success_at),
+    )
+    .returning(feeds.c.id)
+)
+_PARSED = (
+    sa.update(feeds)
+    .where(feeds.c.declared_url == _bind("p_url"))
+    .values(first_success_at=sa.func.coalesce(feeds.c.first_success_at, _bind("p_now", _WHEN)))
+    .returning(feeds.c.id)
+)
+_SENT = (
+    sa.update(alerts)
+    .where(alerts.c.id == _bind("a_id"))
+    .values(status="sent", sent_at=_bind("a_now", _WHEN), message_id=_bind("a_message", sa.Text()),
+            last_error=None, attempts=alerts.c.attempts + 1)
+)
+# a_retry NULL: a permanent failure (status failed); else pending again from a_retry on
+_RETRY = _bind("a_retry", _WHEN)
+_FAILED = (
+    sa.update(alerts)
+    .where(alerts.c.id == _bind("a_id"))
+    .values(last_error=_bind("a_error", sa.Text()), attempts=alerts.c.attempts + 1,
+            status=sa.case((_RETRY.is_(None), "failed"), else_=alerts.c.status),
+            next_attempt_at=sa.func.coalesce(_RETRY, alerts.c.next_attempt_at))
+)
+_INSERT_MATCHES = sa.insert(matches)
+_INSERT_ALERTS = sa.insert(alerts).returning(
+    alerts.c.id, alerts.c.item_id, alerts.c.topic, alerts.c.destination
+)
+_COUNT_ITEMS = (
+    sa.update(feeds)
+    .where(feeds.c.id == _bind("c_id"))
+    .values(items_total=feeds.c.items_total + _bind("c_new", sa.Integer()))
+)
 
 
 def _touch_seen(conn: sa.Connection, feed_id: int, known: list[Item], now: datetime) -> None:
