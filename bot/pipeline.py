@@ -120,9 +120,12 @@ class Pipeline:
         next_at = self._next_poll(now, feed, 0, None)
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
         items = parsed.feed.items
-        claim = await asyncio.to_thread(
-            self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
-            destinations=tuple(self.settings.destinations), fetch=_record(result, next_at))
+        try:
+            claim = await asyncio.to_thread(
+                self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
+                destinations=tuple(self.settings.destinations), fetch=_record(result, next_at))
+        except StoreError as exc:  # rolled back whole (validators too): the next poll retries
+            return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
                            items=len(items), new_items=claim.new, alerts=claim.alerts,
                            silent=claim.silent, skipped=parsed.feed.skipped,

@@ -219,3 +219,34 @@ async def test_first_poll_age_limit(feed_server, tmp_path, hours: float) -> None
     env = make_env(tmp_path, write_watchlist(tmp_path / "wl", [("One", feed_server.url("/one.xml"))]))
     await run_cycle(env)
     assert len(env.sink.sent) == (1 if hours < 24 else 0)
+
+
+async def test_a_database_failure_while_claiming_loses_nothing(feed_server, tmp_path) -> None:
+    """The database refuses the claim (a trigger raises inside SQLite): that feed's poll is an
+    error with the database's reason, the other feeds go on, and the next poll stores it all."""
+    import sqlite3
+
+    env = three_feeds(feed_server, tmp_path)
+    db = tmp_path / "state" / "veille.db"
+    app = env.app()
+    try:
+        with sqlite3.connect(db) as conn:  # refuse French items, as a full disk would
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.source = 'Presse Exemple' "
+                         "BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END")
+        app.store.sync_feeds(app.feeds())
+        outcomes = {o.feed.name: o for o in await cycle(app)}
+        fr = outcomes["Presse Exemple"]
+        assert fr.status == "error" and fr.error.startswith("store: claiming items failed")
+        assert "simulated write failure" in fr.error
+        assert {o.status for n, o in outcomes.items() if n != "Presse Exemple"} == {"new"}
+        assert ("power-of-siberia-2", "https://presse.example/fr/fds2") not in env.sink.pairs()
+        state = app.store.feed_state(fr.feed.url)
+        assert state.error_streak == 1 and state.etag is None  # rolled back: re-fetched next
+
+        with sqlite3.connect(db) as conn:
+            conn.execute("DROP TRIGGER refuse")
+        again = {o.feed.name: o for o in await cycle(app)}
+        assert again["Presse Exemple"].status == "new"
+        assert env.sink.pairs() == EXPECTED_FIRST and len(env.sink.sent) == len(EXPECTED_FIRST)
+    finally:
+        await app.aclose()
