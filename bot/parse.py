@@ -68,6 +68,7 @@ _LANG = re.compile(r"[A-Za-z]{2,3}")
 _MAX_MARKUP_CHARS = 10 * MAX_TEXT_CHARS  # HTML beyond this is not read (text is cut anyway)
 # controls, lone surrogates, and _BREAK (which only plain_text may put in)
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0]")
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _BREAK = "\ufdd0"  # a noncharacter: marks a word break before block tags (see plain_text)
 _BEFORE_BLOCK_TAG = re.compile(r"<(?=/?(?:%s)[\s/>])" % "|".join(_BLOCK_TAGS), re.I)
 
@@ -695,6 +696,8 @@ def plain_text(markup: str) -> str:
         return ""
     etree.strip_elements(root, *_SKIP_TAGS, with_tail=False)
     text = etree.tostring(root, method="text", encoding="unicode")  # all text nodes, in C
+    if "&#" in markup:  # a character reference may have brought a control character back
+        text = _CONTROL_CHARS.sub("", text)
     return " ".join(text.replace(_BREAK, " ").split())
 
 

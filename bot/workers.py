@@ -9,6 +9,7 @@ also runs the event loop, the HTTP client and the database.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import shutil
@@ -98,6 +99,7 @@ class MatcherFiles:
         self._dir: Path | None = None
         self._refs: list[tuple["Matcher", MatcherRef]] = []
         self._lock = threading.Lock()
+        self._serial = itertools.count(1)
 
     def ref(self, matcher: "Matcher") -> MatcherRef:
         with self._lock:
@@ -106,7 +108,7 @@ class MatcherFiles:
                     return ref
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="veille-matchers-"))
-            key = f"{os.getpid()}-{time.monotonic_ns()}"
+            key = f"{os.getpid()}-{next(self._serial)}"
             path = self._dir / f"{key}.pickle"
             temporary = path.with_suffix(".tmp")
             temporary.write_bytes(pickle.dumps(matcher, pickle.HIGHEST_PROTOCOL))

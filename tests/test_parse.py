@@ -236,6 +236,8 @@ def test_html_is_stripped_and_entities_decoded() -> None:
 
 
 PLAIN_TEXT_CASES = [
+    ("a&#x1;b &#8;c&#31;d", "ab cd"),  # control characters by reference are dropped too
+    ("a\x01b", "ab"),
     ("Hel<b>lo</b> wor<i>ld</i>", "Hello world"),  # inline tags join
     ("<p>one<br>two</p><ul><li>a</li><li>b</li></ul>", "one two a b"),  # block tags separate
     ("&nbsp;AT&amp;T &lt;tag&gt; &#8211; &eacute;", "AT&T <tag> – é"),
