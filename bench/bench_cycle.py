@@ -398,7 +398,7 @@ class PySpy:
 
         exe = Path(sys.executable).with_name("py-spy")
         cmd = [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(os.getpid()),
-               "--subprocesses", "--threads", "--gil", "--nonblocking", "--rate", str(self.rate),
+               "--subprocesses", "--threads", *os.environ.get("PYSPY_FLAGS", "--gil").split(), "--nonblocking", "--rate", str(self.rate),
                "--format", "raw", "--output", str(self.out)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # let it attach
@@ -509,6 +509,9 @@ async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
             spy.__exit__()
             out["pyspy_full"] = spy.out
         out["threads"] = {t.native_id: t.name for t in threading.enumerate()}
+        if os.environ.get("BENCH_THREADS"):
+            for th in sorted(psutil.Process().threads(), key=lambda t: -(t.user_time + t.system_time)):
+                print(f"    thread {out['threads'].get(th.id, th.id)}: user {th.user_time:.2f} sys {th.system_time:.2f}")
         if sampler is not None:  # proportional set size: shared pages counted once in all
             procs = [psutil.Process(), *sampler.descendants()]
             pss = {}
@@ -614,25 +617,17 @@ class Instruments:
         app.fetcher.fetch = self._async("fetch (await)", app.fetcher.fetch)
         pipe = app.pipeline
         pipe._parse = self._async("parse + match round trip (await)", pipe._parse)
-        pipe._succeeded = self._async("record (304) incl. to_thread (await)", pipe._succeeded)
-        original_to_thread = asyncio.to_thread
+        pipe._succeeded = self._async("record (304) incl. store.run (await)", pipe._succeeded)
+        original_run = store.run
 
-        # how long each asyncio.to_thread call waits in all (queue + run + wake-up)
-        async def to_thread(fn, /, *a, **kw):
+        # how long each store.run call waits in all (queue + run + wake-up)
+        async def run(fn, /, *a, **kw):
             t = time.perf_counter()
             try:
-                return await original_to_thread(fn, *a, **kw)
+                return await original_run(fn, *a, **kw)
             finally:
-                self.calls["asyncio.to_thread (await, all)"].append(time.perf_counter() - t)
-        import bot.deliver
-        import bot.pipeline
-        bot.pipeline.asyncio.to_thread = to_thread  # the module object is the asyncio module
-        self._restore = (bot.pipeline.asyncio, "to_thread", original_to_thread)
-
-    def detach(self) -> None:
-        module, name, fn = self._restore
-        setattr(module, name, fn)
-
+                self.calls["store.run (await, all)"].append(time.perf_counter() - t)
+        store.run = run
 
 def offline_costs(n_items: int, seed: int, watchlists: Path, sample: int = 60) -> dict:
     """Per-feed costs measured outside the cycle, on `sample` feeds: parse, pickle, match, claim."""
@@ -775,7 +770,7 @@ def summarize_pyspy(path: Path, *, rate: int, main_pid: int, exclude: set[int],
                 label = next((lab for lab, marks in _MAIN_RULES if any(m in joined for m in marks)),
                              "other")
             elif "concurrent/futures/thread.py" in joined and "bot/store/" in joined:
-                role = "main process: to_thread workers (store calls)"
+                role = "main process: store threads (store calls)"
                 method = next((f.split(" (")[0] for f in body if "bot/store/store.py" in f), "?")
                 detail = next((lab for f in reversed(body) for lab, marks in _STORE_DETAIL
                                if any(m in f for m in marks)), "other")
@@ -787,7 +782,7 @@ def summarize_pyspy(path: Path, *, rate: int, main_pid: int, exclude: set[int],
                 role = "main process: queue feeder thread"
                 label = "pickle + send calls (bodies)"
             elif name.startswith("asyncio_"):
-                role = "main process: to_thread workers (store calls)"
+                role = "main process: store threads (store calls)"
                 label = "idle / other"
             elif "MemorySampler" in joined:
                 role = "main process: bench memory sampler"
@@ -980,11 +975,8 @@ def breakdown(args, watchlists: Path, tmp: Path, server: Server) -> None:
     print("\n  ---- breakdown (instrumented run on a fresh database; timers add a little)")
     inst = Instruments()
     (tmp / "db2").mkdir()
-    try:
-        res = asyncio.run(run_veille(watchlists, tmp / "db2", repeat_304=1, sampler=None,
-                                     instrument=inst))
-    finally:
-        inst.detach()
+    res = asyncio.run(run_veille(watchlists, tmp / "db2", repeat_304=1, sampler=None,
+                                 instrument=inst))
     print_instruments("cycle 1 (all 200)", res["instrumented_full"], res["full_s"])
     print_instruments("cycle 2 (all 304)", res["instrumented_304"], res["304_s"][0])
     print(f"\n  parse pool cold start (forkserver, 2 workers, first parse): {pool_warmup_s():.2f} s")

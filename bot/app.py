@@ -37,6 +37,7 @@ class App:
     clock: Callable = utcnow
     pipeline: Pipeline = field(init=False)
     _drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _drain_task: asyncio.Task | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         poll = PollSettings(
@@ -70,7 +71,24 @@ class App:
             return await drain(self.store, self.sink, clock=self.clock,
                                topics=self.watchlist.topic)
 
+    def deliver_soon(self) -> None:
+        """Start draining in the background, unless a drain is already under way.
+
+        A drain running now may miss alerts created after its last lease: callers that need
+        everything delivered await deliver() at the end (as cycle() does).
+        """
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain_logged())
+
+    async def _drain_logged(self) -> None:
+        try:
+            await self.deliver()
+        except Exception:  # noqa: BLE001 (the alerts stay pending; the next drain retries)
+            log.exception("deliver", extra={"fields": {}})
+
     async def aclose(self) -> None:
+        if self._drain_task is not None:
+            await self._drain_task
         await self.fetcher.aclose()
         if self.executor is not None:
             await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)

@@ -73,7 +73,7 @@ async def drain(store: Store, sink: Sink, *, clock: Callable[[], datetime],
     delivered = 0
     while True:
         now = clock()
-        batch = await asyncio.to_thread(store.lease_alerts, now=now, until=now + LEASE,
+        batch = await store.run(store.lease_alerts, now=now, until=now + LEASE,
                                         limit=limit, destination=sink.destination)
         if not batch:
             return delivered
@@ -89,10 +89,10 @@ async def _deliver_one(store: Store, sink: Sink, alert: Alert, clock, topics) ->
     except DeliveryError as exc:
         now = clock()
         retry_at = now + exc.retry_after if exc.retry_after is not None else None
-        await asyncio.to_thread(store.mark_failed, alert.id, now=now, error=str(exc),
+        await store.run(store.mark_failed, alert.id, now=now, error=str(exc),
                                 retry_at=retry_at)
         log.warning("deliver", extra={"fields": {"alert": alert.id, "topic": alert.topic,
                                                  "error": str(exc)}})
         return 0
-    await asyncio.to_thread(store.mark_sent, alert.id, now=clock(), message_id=message_id)
+    await store.run(store.mark_sent, alert.id, now=clock(), message_id=message_id)
     return 1

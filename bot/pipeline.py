@@ -98,10 +98,10 @@ class Pipeline:
 
     async def _poll(self, feed: FeedSpec, state: FeedState | None) -> PollOutcome:
         if state is None:
-            state = await asyncio.to_thread(self.store.feed_state, feed.url)
+            state = await self.store.run(self.store.feed_state, feed.url)
         if state is None:
-            await asyncio.to_thread(self.store.sync_feeds, [feed])
-            state = await asyncio.to_thread(self.store.feed_state, feed.url)
+            await self.store.run(self.store.sync_feeds, [feed])
+            state = await self.store.run(self.store.feed_state, feed.url)
         validators = Validators(state.etag, state.last_modified, state.body_hash)
         result = await self.fetcher.fetch(state.url or feed.url, validators)
         if result.error is not None:
@@ -111,7 +111,7 @@ class Pipeline:
             return await self._succeeded(feed, result, status)
         # an item whose guid this feed already gave can never be new: do not match it again
         known = frozenset() if state.first_poll else frozenset(
-            await asyncio.to_thread(self.store.seen_guids, feed.url))
+            await self.store.run(self.store.seen_guids, feed.url))
         try:
             parsed = await self._parse(feed, result, known)
         except ParseError as exc:
@@ -121,7 +121,7 @@ class Pipeline:
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
         items = parsed.feed.items
         try:
-            claim = await asyncio.to_thread(
+            claim = await self.store.run(
                 self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
                 destinations=tuple(self.settings.destinations), fetch=_record(result, next_at))
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
@@ -162,7 +162,7 @@ class Pipeline:
     async def _succeeded(self, feed: FeedSpec, result: FetchResult, status: str) -> PollOutcome:
         now = self.clock()
         next_at = self._next_poll(now, feed, 0, None)
-        await asyncio.to_thread(self.store.record, feed.url, _record(result, next_at), now=now)
+        await self.store.run(self.store.record, feed.url, _record(result, next_at), now=now)
         return PollOutcome(feed, status, http_status=result.status, next_poll_at=next_at)
 
     async def _failed(self, feed: FeedSpec, streak: int, result: FetchResult,
@@ -171,7 +171,7 @@ class Pipeline:
         next_at = self._next_poll(now, feed, streak, result.retry_after)
         record = FetchRecord(result.status or None, next_at, error)
         try:
-            await asyncio.to_thread(self.store.record, feed.url, record, now=now)
+            await self.store.run(self.store.record, feed.url, record, now=now)
         except StoreError as exc:  # recording the failure must not hide it
             log.error("store", extra={"fields": {"feed": feed.url, "error": str(exc)}})
         return PollOutcome(feed, "error", http_status=result.status, error=error,

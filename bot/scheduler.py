@@ -32,12 +32,18 @@ STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
 
 async def cycle(app: App, feeds: Iterable[FeedSpec] | None = None,
                 on_done: Callable[[PollOutcome], None] | None = None) -> list[PollOutcome]:
-    """Poll every feed once, concurrently (the fetcher bounds concurrency), then deliver."""
+    """Poll every feed once, concurrently (the fetcher bounds concurrency), and deliver.
 
-    states = {s.declared_url: s for s in await asyncio.to_thread(app.store.feeds_overview)}
+    Delivery starts as soon as a poll queued alerts, beside the polls still running, and
+    everything queued is delivered before this returns.
+    """
+
+    states = {s.declared_url: s for s in await app.store.run(app.store.feeds_overview)}
 
     async def one(feed: FeedSpec) -> PollOutcome:
         outcome = await app.pipeline.poll(feed, states.get(feed.url))
+        if outcome.alerts:
+            app.deliver_soon()
         if on_done:
             on_done(outcome)
         return outcome
@@ -63,7 +69,7 @@ class Runner:
         self.scheduler.start()
         now = self.app.clock()
         for feed in self.app.feeds():
-            state = await asyncio.to_thread(self.app.store.feed_state, feed.url)
+            state = await self.app.store.run(self.app.store.feed_state, feed.url)
             due = state.next_poll_at if state and state.next_poll_at else None
             spread = min(self.app.settings.startup_spread, feed.interval)
             self._schedule(feed.url, due or now + timedelta(seconds=self.rng.uniform(0, spread)))
@@ -136,7 +142,7 @@ class Runner:
 
     async def _housekeeping(self) -> None:
         before = self.app.clock() - timedelta(days=self.app.settings.retention_days)
-        pruned = await asyncio.to_thread(self.app.store.prune, before=before)
+        pruned = await self.app.store.run(self.app.store.prune, before=before)
         log.info("housekeeping", extra={"fields": {"items": pruned.items, "alerts": pruned.alerts,
                                                    "before": before.isoformat()}})
 
@@ -161,7 +167,7 @@ class Runner:
         self.app.watchlist = fresh
         feeds = self.app.feeds()
         try:
-            await asyncio.to_thread(self.app.store.sync_feeds, feeds)
+            await self.app.store.run(self.app.store.sync_feeds, feeds)
         except StoreError as exc:
             log.error("reload", extra={"fields": {"error": str(exc)}})
         now = self.app.clock()

@@ -1,20 +1,22 @@
 """The state database: feeds' polling state, seen items, their matches, and the alert outbox.
 
 One Engine, one short connection and one transaction per call, so a Store can be shared by
-threads (the pipeline calls it through asyncio.to_thread). The database's uniqueness
+threads (async code calls it through Store.run, on the store's own threads). The database's uniqueness
 constraints, not Python sets, decide which items are new: two instances never alert twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from functools import lru_cache
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+from functools import lru_cache, partial
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,7 +35,8 @@ BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x7665696C6C65  # "veille": the pg_advisory_lock key held around upgrades
 _WRITE = "veille_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
 _CHUNK = 500  # values per IN (...) list
-_MIGRATING = threading.Lock()  # alembic's `context` and `op` are process-wide globals
+_MIGRATING = threading.Lock()
+T = TypeVar("T")  # alembic's `context` and `op` are process-wide globals
 
 
 # ---------------------------------------------------------------- values returned
@@ -149,6 +152,10 @@ class Store:
         # instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
         sqlite_file = engine.dialect.name == "sqlite" and not serialize
         self._write_lock: ContextManager[Any] = threading.Lock() if sqlite_file else nullcontext()
+        # The threads that run() uses: one for SQLite (its writes are serial anyway, and more
+        # threads only fight over the GIL and that lock), a few for PostgreSQL.
+        workers = 1 if engine.dialect.name == "sqlite" else 8
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
         self.url = engine.url.render_as_string(hide_password=True)
 
     @classmethod
@@ -166,8 +173,14 @@ class Store:
         return store
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (after the calls already queued by run())."""
+        self._threads.shutdown(wait=True)
         self._engine.dispose()
+
+    async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Await a Store method run off the event loop, on the store's own threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, partial(method, *args, **kwargs))
 
     def __enter__(self) -> Store:
         return self
