@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import email.utils
+import functools
 import html
 import io
 import json
@@ -417,6 +418,7 @@ def _children(element: Any) -> dict[str, list]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # a feed uses a few dozen tags, thousands of times
 def _key(tag: str) -> str:
     """A tag as feedparser matches it: lowercased, an https namespace read as http."""
     return tag.lower().replace("{https://", "{http://", 1)
