@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 import bot.store.store as store_module
 from bot.errors import StoreError
 from bot.model import FeedSpec, Hit, Item, Match
-from bot.store import Store
+from bot.store import FetchRecord, Store
 from bot.store.schema import metadata
 from tests.conftest import PG_URL, REPO
 
@@ -158,7 +158,7 @@ def test_concurrent_opens_of_an_empty_database_migrate_once(db_url: str) -> None
 
 OPEN_ON_GO = """
 import sys
-from bot.store import Store
+from bot.store import FetchRecord, Store
 print("ready", flush=True)
 sys.stdin.readline()
 Store.open(sys.argv[1]).close()
@@ -515,19 +515,18 @@ def test_prune_forgets_old_items_but_keeps_what_pending_alerts_need(store: Store
 # ---------------------------------------------------------------- feeds
 
 
-def test_record_fetch_counts_failures_and_a_success_resets_them(store: Store) -> None:
+def test_record_counts_failures_and_a_success_resets_them(store: Store) -> None:
     later = [NOW + timedelta(minutes=m) for m in range(4)]
-    store.record_fetch(FEED, now=later[0], status=200, error=None, next_poll_at=later[1],
-                       success=True, etag='"v1"', last_modified="Thu, 01 May 2025", body_hash="h1")
+    store.record(FEED, FetchRecord(200, later[1], None, '"v1"', "Thu, 01 May 2025", "h1"),
+                 now=later[0])
     for t in later[1:3]:
-        store.record_fetch(FEED, now=t, status=503, error="HTTP 503", next_poll_at=t,
-                           success=False)
+        store.record(FEED, FetchRecord(503, t, "HTTP 503"), now=t)
     failing = store.feed_state(FEED)
     assert failing is not None
     assert (failing.error_streak, failing.last_error, failing.last_status) == (2, "HTTP 503", 503)
     assert (failing.etag, failing.last_success_at, failing.polls) == ('"v1"', later[0], 3)
-    store.record_fetch(FEED, now=later[3], status=304, error=None, next_poll_at=later[3],
-                       success=True, new_url="https://news.example.org/world-v2.rss")
+    store.record(FEED, FetchRecord(304, later[3], new_url="https://news.example.org/world-v2.rss"),
+                 now=later[3])
     ok = store.feed_state(FEED)
     assert ok is not None
     assert (ok.error_streak, ok.last_error, ok.last_success_at) == (0, None, later[3])
@@ -536,16 +535,14 @@ def test_record_fetch_counts_failures_and_a_success_resets_them(store: Store) ->
     assert (ok.polls, ok.next_poll_at, ok.last_poll_at) == (4, later[3], later[3])
 
 
-def test_record_fetch_of_an_unknown_feed_is_refused(store: Store) -> None:
+def test_recording_a_fetch_of_an_unknown_feed_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown feed"):
-        store.record_fetch("https://nowhere.example/rss", now=NOW, status=200, error=None,
-                           next_poll_at=NOW, success=True)
+        store.record("https://nowhere.example/rss", FetchRecord(200, NOW), now=NOW)
 
 
 def test_sync_feeds_renames_and_deactivates_without_forgetting(store: Store) -> None:
     third = "https://third.example.net/feed"
-    store.record_fetch(OTHER, now=NOW, status=200, error=None, next_poll_at=NOW, success=True,
-                       etag="e")
+    store.record(OTHER, FetchRecord(200, NOW, etag="e"), now=NOW)
     store.sync_feeds([FeedSpec(FEED, "World (renamed)"), FeedSpec(third, "Third")])
     by_url = {f.declared_url: f for f in store.feeds_overview()}
     assert {u: (f.name, f.active) for u, f in by_url.items()} == {

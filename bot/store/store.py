@@ -1,8 +1,9 @@
 """The state database: feeds' polling state, seen items, their matches, and the alert outbox.
 
 One Engine, one short connection and one transaction per call, so a Store can be shared by
-threads (async code calls it through Store.run, on the store's own threads). The database's uniqueness
-constraints, not Python sets, decide which items are new: two instances never alert twice.
+threads (async code calls it through Store.run, on the store's own threads). The database's
+uniqueness constraints, not Python sets, decide which items are new: two instances never
+alert twice.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x7665696C6C65  # "veille": the pg_advisory_lock key held around upgrades
 _WRITE = "veille_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
 _CHUNK = 500  # values per IN (...) list
-_MIGRATING = threading.Lock()
-T = TypeVar("T")  # alembic's `context` and `op` are process-wide globals
+_MIGRATING = threading.Lock()  # alembic's `context` and `op` are process-wide globals
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- values returned
@@ -217,25 +218,6 @@ class Store:
         query = sa.select(feeds).order_by(feeds.c.active.desc(), feeds.c.name, feeds.c.id)
         with self._tx("listing feeds", write=False) as conn:
             return [FeedState.from_row(r) for r in conn.execute(query)]
-
-    def record_fetch(
-        self,
-        declared_url: str,
-        *,
-        now: datetime,
-        status: int | None,
-        error: str | None,
-        next_poll_at: datetime | None,
-        success: bool,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        body_hash: str | None = None,
-        new_url: str | None = None,
-    ) -> None:
-        """Record one poll. None validators keep the stored ones; new_url follows a move."""
-        record = FetchRecord(status, next_poll_at, None if success else (error or "failed"),
-                             etag, last_modified, body_hash, new_url)
-        self.record(declared_url, record, now=now)
 
     def record(self, declared_url: str, record: FetchRecord, *, now: datetime) -> None:
         """Record one poll that stored no items (failed, 304, unchanged body)."""
