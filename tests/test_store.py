@@ -512,6 +512,20 @@ def test_prune_forgets_old_items_but_keeps_what_pending_alerts_need(store: Store
     assert store.claim(FEED, [item(1)], {}, now=NOW, alert_cutoff=None).new == 1
 
 
+def test_item_times_compare_with_the_times_the_store_binds_within_a_second(store: Store) -> None:
+    """Items are inserted by hand-written SQL: their timestamps must be stored exactly as
+    SQLAlchemy binds them (on SQLite, text compared as text), or same-day ranges go wrong."""
+    store.claim(FEED, [item(1, published=NOW)], {}, now=NOW, alert_cutoff=None)
+    assert store.prune(before=NOW - timedelta(seconds=1)).items == 0
+    assert store.prune(before=NOW + timedelta(seconds=1)).items == 1
+    with store._engine.connect() as conn:  # noqa: SLF001 (the stored text itself)
+        store.claim(FEED, [item(2, published=NOW)], {}, now=NOW, alert_cutoff=None)
+        queue(store, 3, now=NOW)
+        stored = conn.execute(sa.text("SELECT published, first_seen_at FROM items WHERE guid = 'guid-2'")).one()
+        created = conn.execute(sa.text("SELECT created_at FROM alerts")).scalar()
+    assert stored[0] == stored[1] == created  # one format, whoever wrote it
+
+
 # ---------------------------------------------------------------- feeds
 
 

@@ -659,7 +659,7 @@ def _items_insert_sql(paramstyle: str, n_rows: int) -> str:
 
 def _datetime_bind(dialect: sa.Dialect) -> Callable[[datetime], Any]:
     """A datetime as this dialect stores it in a UTCDateTime column (what SQLAlchemy binds)."""
-    process = items.c.first_seen_at.type.bind_processor(dialect)
+    process = items.c.first_seen_at.type.dialect_impl(dialect).bind_processor(dialect)
     return process if process is not None else (lambda value: value)
 
 
