@@ -607,17 +607,25 @@ _COUNT_ITEMS = (
 
 
 def _touch_seen(conn: sa.Connection, feed_id: int, known: list[Item], now: datetime) -> None:
-    """Refresh last_seen_at of the stored rows that these items are copies of."""
-    guids = [i.guid for i in known]
-    urls = [i.url for i in known if i.url]
-    for chunk in _chunks(guids):
-        where = sa.and_(items.c.feed_id == feed_id, items.c.guid.in_(chunk))
-        conn.execute(sa.update(items).where(where).values(last_seen_at=now))
-    for chunk in _chunks(urls):
-        conn.execute(sa.update(items).where(items.c.url.in_(chunk)).values(last_seen_at=now))
+    """Refresh last_seen_at of the stored rows that these items are copies of.
+
+    The rows are found first and locked in id order: two instances refreshing overlapping
+    rows (the same article in several feeds) then wait for each other instead of deadlocking.
+    """
+    ids: set[int] = set()
+    for chunk in _chunks([i.guid for i in known]):
+        mine = sa.and_(items.c.feed_id == feed_id, items.c.guid.in_(chunk))
+        ids.update(conn.scalars(sa.select(items.c.id).where(mine)))
+    for chunk in _chunks([i.url for i in known if i.url]):
+        ids.update(conn.scalars(sa.select(items.c.id).where(items.c.url.in_(chunk))))
+    for chunk in _chunks(sorted(ids)):
+        if conn.dialect.name == "postgresql":  # SQLite has one writer: no row locks to order
+            lock = sa.select(items.c.id).where(items.c.id.in_(chunk)).order_by(items.c.id)
+            conn.execute(lock.with_for_update())
+        conn.execute(sa.update(items).where(items.c.id.in_(chunk)).values(last_seen_at=now))
 
 
-def _chunks(values: list[str]) -> Iterator[list[str]]:
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
 
