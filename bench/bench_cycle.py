@@ -10,6 +10,8 @@ server's URLs + the shipped watchlists/russia-china.yaml) is written to a temp d
     veille    App.create(Settings(...), sink=<counting sink>); await cycle(app)
               cycle 1: every feed answers 200 (cold parse pool, empty database)
               cycle 2: every feed answers 304 (conditional GET)
+              cycle 3: every feed has 2 new items (48 already stored), one on a topic: the
+                       steady state of a busy news day
 
 Targets (shared/PERFORMANCE.md): cycle 1 >= 10x faster than the naive loop and <= 10 s wall;
 the all-304 cycle <= 3 s wall. Peak resident memory: the main process, and the main process
@@ -119,6 +121,8 @@ HOT = {
            "Xi Jinping y Putin firman una declaración conjunta en Moscú"],
 }
 HOT_PER_FEED = 2
+HOT_EVERY = 25  # item k names a topic when k % 25 == 0: two in 50, one in the 2 added later
+ADVANCE = 2  # new items per feed in the steady-state cycle
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -158,18 +162,19 @@ def _summary_html(rng: random.Random, lang: str, target_bytes: int) -> str:
     return "".join(parts)
 
 
-def make_feed(index: int, n_items: int, seed: int) -> tuple[bytes, str, str]:
-    """(body, lang, format) of feed number `index`: deterministic for (index, seed)."""
-    rng = random.Random(seed * 1_000_003 + index)
+def make_feed(index: int, n_items: int, seed: int, start: int = 0) -> tuple[bytes, str, str]:
+    """(body, lang, format) of feed number `index`: items start .. start + n_items - 1,
+    newest first; each item is deterministic for (index, k, seed), so a feed advanced by
+    `start` keeps its older items exactly and adds `start` new ones."""
     lang = LANGS[index % len(LANGS)]
     atom = index % 2 == 1
     host = f"news{index}.example"
-    hot = set(rng.sample(range(n_items), min(HOT_PER_FEED, n_items)))
     # leads sized so a 50-item feed is ~60 KB (CJK and Cyrillic take more bytes per char)
     per_item = 680
     entries = []
-    for k in range(n_items):
-        if k in hot:
+    for k in reversed(range(start, start + n_items)):
+        rng = random.Random((seed * 1_000_003 + index) * 10_007 + k)
+        if k % HOT_EVERY == 0:  # HOT_PER_FEED in any window of 50 items
             title = rng.choice(HOT[lang]) + (" — " if lang != "zh" else "：") + _words(rng, lang, 3)
             age = rng.uniform(0.1, 6)  # hours: recent enough to alert on a first poll
         else:
@@ -221,17 +226,18 @@ def _content_type(fmt: str) -> str:
     return "application/atom+xml; charset=utf-8" if fmt == "atom" else "application/rss+xml; charset=utf-8"
 
 
-def _serve(server, n_feeds: int, n_items: int, seed: int) -> dict:
+def _serve(server, n_feeds: int, n_items: int, seed: int, start: int = 0) -> dict:
     sizes = []
     for i in range(n_feeds):
-        body, _lang, fmt = make_feed(i, n_items, seed)
+        body, _lang, fmt = make_feed(i, n_items, seed, start)
         server.set_feed(feed_path(i), body, content_type=_content_type(fmt))
         sizes.append(len(body))
     return {"port": server.port, "bytes": sum(sizes), "min": min(sizes), "max": max(sizes)}
 
 
 def _server_process(conn, n_feeds: int, n_items: int, seed: int) -> None:
-    """Child process: start a FeedServer, serve the feeds, answer 'hits' / 'stop'."""
+    """Child process: start a FeedServer, serve the feeds, answer 'hits' / 'reset' /
+    ('serve', start) / 'stop'."""
     from tests.feedserver import FeedServer
 
     server = FeedServer().start()
@@ -243,6 +249,8 @@ def _server_process(conn, n_feeds: int, n_items: int, seed: int) -> None:
         elif cmd == "reset":
             server.reset_stats()
             conn.send(True)
+        elif isinstance(cmd, tuple) and cmd[0] == "serve":
+            conn.send(_serve(server, n_feeds, n_items, seed, cmd[1]))
         else:
             server.stop()
             conn.send(True)
@@ -255,6 +263,7 @@ class Server:
     def __init__(self, mode: str, n_feeds: int, n_items: int, seed: int) -> None:
         self.mode = mode
         self.pid: int | None = None
+        self._args = (n_feeds, n_items, seed)
         if mode == "thread":
             from tests.feedserver import FeedServer
 
@@ -282,6 +291,13 @@ class Server:
 
     def reset(self) -> None:
         self._server.reset_stats() if self.mode == "thread" else self._ask("reset")
+
+    def serve(self, start: int) -> None:
+        """Serve every feed's items start .. start + n_items - 1 (new bodies, new ETags)."""
+        if self.mode == "thread":
+            _serve(self._server, *self._args, start)
+        else:
+            self._ask(("serve", start))
 
     def stop(self) -> None:
         if self.mode == "thread":
@@ -483,7 +499,8 @@ def _pct(values: list[float], q: float) -> float:
 
 async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
                      sampler: MemorySampler | None, instrument: Instruments | None = None,
-                     cpu: CpuClock | None = None, pyspy: Path | None = None) -> dict:
+                     cpu: CpuClock | None = None, pyspy: Path | None = None,
+                     server: "Server | None" = None) -> dict:
     from bot.app import App
     from bot.config import Settings
     from bot.scheduler import cycle
@@ -551,6 +568,21 @@ async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
                 instrument.reset()
         out["304_s"] = times_304
         out["304"] = last
+        if server is not None:  # the steady state: every feed changed, by ADVANCE new items
+            server.serve(ADVANCE)
+            try:
+                gc.collect()
+                sent_before = sink.sent
+                c0 = cpu.read() if cpu else None
+                t0 = time.perf_counter()
+                outcomes = await cycle(app)
+                out["steady_s"] = time.perf_counter() - t0
+                if cpu:
+                    out["steady_cpu"] = CpuClock.delta(c0, cpu.read())
+                out["steady"] = summarize(outcomes)
+                out["steady_delivered"] = sink.sent - sent_before
+            finally:
+                server.serve(0)  # the next run starts from the first feeds again
         if sampler is not None:
             sampler.sample()
             out["hwm_children"] = {p.pid: (" ".join(p.cmdline()[-2:])[-60:], _hwm_kb(p.pid))
@@ -878,17 +910,19 @@ def main() -> None:
         cpu = CpuClock(server.pid)
         pyspy = args.py_spy.resolve() if args.py_spy else None
         res = asyncio.run(run_veille(watchlists, tmp / "db1", repeat_304=args.repeat_304,
-                                     sampler=sampler, cpu=cpu, pyspy=pyspy))
+                                     sampler=sampler, cpu=cpu, pyspy=pyspy, server=server))
         hits_veille = server.hits()
         sampler.stop()
         hwm_main = _hwm_kb(os.getpid()) * 1024
-        runs_full, runs_304 = [res["full_s"]], list(res["304_s"])
+        runs_full, runs_304, runs_steady = [res["full_s"]], list(res["304_s"]), [res["steady_s"]]
         for k in range(2, args.runs + 1):  # the machine is shared and noisy: take a median
             (tmp / f"db{k}").mkdir()
             server.reset()
-            more = asyncio.run(run_veille(watchlists, tmp / f"db{k}", repeat_304=1, sampler=None))
+            more = asyncio.run(run_veille(watchlists, tmp / f"db{k}", repeat_304=1, sampler=None,
+                                          server=server))
             runs_full.append(more["full_s"])
             runs_304 += more["304_s"]
+            runs_steady.append(more["steady_s"])
 
         # ---- the baseline
         server.reset()
@@ -945,8 +979,20 @@ def main() -> None:
                   f"pool {c['children']:.2f}, feed server {c['server']:.2f}")
         if n304["errors"]:
             print(f"    errors: {n304['errors']}")
+        steady, steady_s = res["steady"], statistics.median(runs_steady)
+        print(f"  steady state, all 200 with {ADVANCE} new items each ({args.items - ADVANCE} "
+              f"already stored): median {steady_s:.2f} s of "
+              f"{', '.join(f'{v:.2f}' for v in runs_steady)}; statuses {steady['statuses']}, "
+              f"new {steady['new']}, alerts {steady['alerts']}, delivered "
+              f"{res['steady_delivered']}")
+        if "steady_cpu" in res:
+            c = res["steady_cpu"]
+            print(f"    CPU seconds (first run, {res['steady_s']:.2f} s): main process "
+                  f"{c['main']:.2f}, parse pool {c['children']:.2f}, feed server {c['server']:.2f}")
+        if steady["errors"]:
+            print(f"    errors: {steady['errors']}")
         print(f"  server hits during veille's cycles: {hits_veille} "
-              f"(expected {args.feeds * (1 + args.repeat_304)})")
+              f"(expected {args.feeds * (2 + args.repeat_304)})")
         speedup = naive_s / full_s  # nan without a baseline: every comparison is False
         if n_naive:
             print(f"\n  speed-up, cycle 1 vs naive loop: {speedup:.1f}x"

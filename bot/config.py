@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     default_interval: int = Field(default=600, ge=30)
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # fraction of the interval
     max_backoff: int = Field(default=6 * 3600, ge=60)
-    retention_days: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=30.0, ge=1)  # seen rows are refreshed every 6 h
     news_search: bool = True  # poll Google/Bing News searches for topics with `search:`
     parse_workers: int = Field(default=0, ge=0, le=64)  # 0: one per core
     startup_spread: float = Field(default=30.0, ge=0)  # seconds over which first polls spread

@@ -123,7 +123,8 @@ class Pipeline:
         try:
             claim = await self.store.run(
                 self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
-                destinations=tuple(self.settings.destinations), fetch=_record(result, next_at))
+                destinations=tuple(self.settings.destinations), fetch=_record(result, next_at),
+                known=known)
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,

@@ -266,6 +266,31 @@ def test_a_second_claim_of_the_same_items_creates_nothing_and_refreshes_them(
     assert store.prune(before=later - timedelta(hours=1)).items == 0
 
 
+def test_seen_items_are_refreshed_at_most_every_few_hours(store: Store) -> None:
+    """Re-polling a feed every few minutes must not rewrite its rows each time."""
+    batch = [item(1), item(2)]
+    store.claim(FEED, batch, {}, now=NOW, alert_cutoff=None)
+    soon = NOW + store_module.SEEN_REFRESH / 2
+    store.claim(FEED, batch, {}, now=soon, alert_cutoff=None)
+    assert store.prune(before=NOW + timedelta(seconds=1)).items == 2  # not refreshed at `soon`
+    store.claim(FEED, batch, {}, now=NOW, alert_cutoff=None)
+    late = NOW + store_module.SEEN_REFRESH * 2
+    store.claim(FEED, batch, {}, now=late, alert_cutoff=None)
+    assert store.prune(before=late - timedelta(seconds=1)).items == 0  # refreshed at `late`
+
+
+def test_known_guids_are_only_marked_seen(store: Store) -> None:
+    """A guid the pipeline already knows this feed gave is not offered again, even when its
+    row was pruned meanwhile (so a prune racing a poll cannot make it alert twice)."""
+    store.claim(FEED, [item(1)], {}, now=NOW, alert_cutoff=None)
+    assert store.prune(before=NOW + timedelta(seconds=1)).items == 1
+    later = NOW + timedelta(days=1)
+    got = store.claim(FEED, [item(1), item(2)], matched(item(1), item(2)), now=later,
+                      alert_cutoff=None, known={"guid-1"})
+    assert [i.guid for i in got.items] == ["guid-2"] and len(got.alerts) == 1
+    assert store.seen_guids(FEED) == {"guid-2"}
+
+
 @pytest.mark.parametrize(
     ("first", "second", "second_feed", "source_key", "is_new"),
     [

@@ -14,10 +14,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from functools import lru_cache, partial
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence, TypeVar
+from typing import (Any, Callable, Collection, ContextManager, Iterator, Mapping, Sequence,
+                    TypeVar)
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +37,7 @@ BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x7665696C6C65  # "veille": the pg_advisory_lock key held around upgrades
 _WRITE = "veille_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
 _CHUNK = 500  # values per IN (...) list
+SEEN_REFRESH = timedelta(hours=6)  # last_seen_at is refreshed when older than this
 _MIGRATING = threading.Lock()  # alembic's `context` and `op` are process-wide globals
 T = TypeVar("T")
 
@@ -248,17 +250,20 @@ class Store:
         destinations: Sequence[str] = ("console",),
         source_key: str | None = None,
         fetch: FetchRecord | None = None,
+        known: Collection[str] = (),
     ) -> ClaimResult:
         """Store the items never seen before, their matches, and their alerts, atomically.
 
         `matches` is keyed by guid. A new matched item published before `alert_cutoff` (or
         undated, when there is a cutoff) is recorded without alerts. `fetch`, when given, is
-        recorded in the same transaction (what record() would do).
+        recorded in the same transaction (what record() would do). `known`: guids this feed is
+        known to have given already (seen_guids): not offered again, only marked seen.
         """
         batch = _first_per_guid(items)
+        offered = [i for i in batch if i.guid not in known] if known else batch
         with self._tx("claiming items") as conn:
             feed_id = _lock_feed(conn, declared_url, now, fetch)
-            ids = self._insert_items(conn, feed_id, source_key or declared_url, batch, now)
+            ids = self._insert_items(conn, feed_id, source_key or declared_url, offered, now)
             _touch_seen(conn, feed_id, [i for i in batch if i.guid not in ids], now)
             fresh = [i for i in batch if i.guid in ids]
             queued, silent = self._queue(
@@ -607,17 +612,20 @@ _COUNT_ITEMS = (
 
 
 def _touch_seen(conn: sa.Connection, feed_id: int, known: list[Item], now: datetime) -> None:
-    """Refresh last_seen_at of the stored rows that these items are copies of.
+    """Refresh last_seen_at of the stored rows that these items are copies of, where it is
+    older than SEEN_REFRESH (so a feed polled every few minutes does not rewrite its rows
+    each time; retention is counted in days).
 
     The rows are found first and locked in id order: two instances refreshing overlapping
     rows (the same article in several feeds) then wait for each other instead of deadlocking.
     """
     ids: set[int] = set()
+    stale = items.c.last_seen_at < now - SEEN_REFRESH
     for chunk in _chunks([i.guid for i in known]):
-        mine = sa.and_(items.c.feed_id == feed_id, items.c.guid.in_(chunk))
+        mine = sa.and_(items.c.feed_id == feed_id, items.c.guid.in_(chunk), stale)
         ids.update(conn.scalars(sa.select(items.c.id).where(mine)))
     for chunk in _chunks([i.url for i in known if i.url]):
-        ids.update(conn.scalars(sa.select(items.c.id).where(items.c.url.in_(chunk))))
+        ids.update(conn.scalars(sa.select(items.c.id).where(items.c.url.in_(chunk), stale)))
     for chunk in _chunks(sorted(ids)):
         if conn.dialect.name == "postgresql":  # SQLite has one writer: no row locks to order
             lock = sa.select(items.c.id).where(items.c.id.in_(chunk)).order_by(items.c.id)
