@@ -1,8 +1,11 @@
-"""The orchestrator: poll one feed end to end (fetch → parse → match → claim → record).
+"""The orchestrator: poll one feed end to end (fetch → parse + match → claim and record).
 
-The only place where the stages meet. I/O objects (fetcher, store, parse executor) and the
-clock come in as arguments; the watchlist comes from a callable, so a reload swaps it
-between polls without touching in-flight work.
+The only place where the stages meet, but for one step: parse and match, both pure and
+CPU-bound, run together as one ParseJob (workers.py) in the parse executor, so that an
+item crosses the process boundary once. The claim stores the items, matches, outbox rows
+and the fetch's outcome in one transaction. I/O objects (fetcher, store, parse executor)
+and the clock come in as arguments; the watchlist comes from a callable, so a reload swaps
+it between polls without touching in-flight work.
 """
 
 from __future__ import annotations
