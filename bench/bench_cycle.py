@@ -497,6 +497,24 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+async def _timed(app, cpu: "CpuClock | None", spy_to: Path | None):
+    """(outcomes, wall seconds, CPU seconds or None, py-spy output or None) of one cycle."""
+    from bot.scheduler import cycle
+
+    gc.collect()
+    spy = PySpy(spy_to) if spy_to else None
+    if spy:
+        spy.__enter__()
+    c0 = cpu.read() if cpu else None
+    t0 = time.perf_counter()
+    outcomes = await cycle(app)
+    seconds = time.perf_counter() - t0
+    used = CpuClock.delta(c0, cpu.read()) if cpu else None
+    if spy:
+        spy.__exit__()
+    return outcomes, seconds, used, spy.out if spy else None
+
+
 async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
                      sampler: MemorySampler | None, instrument: Instruments | None = None,
                      cpu: CpuClock | None = None, pyspy: Path | None = None,
@@ -516,19 +534,8 @@ async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
         instrument.attach(app)
     out: dict = {"create_s": create_s, "feeds": len(app.feeds())}
     try:
-        gc.collect()
-        spy = PySpy(pyspy.with_name(pyspy.name + "-cycle1.txt")) if pyspy else None
-        if spy:
-            spy.__enter__()
-        c0 = cpu.read() if cpu else None
-        t0 = time.perf_counter()
-        outcomes = await cycle(app)
-        out["full_s"] = time.perf_counter() - t0
-        if cpu:
-            out["full_cpu"] = CpuClock.delta(c0, cpu.read())
-        if spy:
-            spy.__exit__()
-            out["pyspy_full"] = spy.out
+        spy_to = pyspy.with_name(pyspy.name + "-cycle1.txt") if pyspy else None
+        outcomes, out["full_s"], out["full_cpu"], out["pyspy_full"] = await _timed(app, cpu, spy_to)
         out["threads"] = {t.native_id: t.name for t in threading.enumerate()}
         out["thread_cpu"] = {out["threads"].get(th.id, str(th.id)): th.user_time + th.system_time
                              for th in psutil.Process().threads()}
@@ -549,19 +556,11 @@ async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
             instrument.reset()
         times_304, last = [], None
         for k in range(repeat_304):
-            gc.collect()
-            spy = PySpy(pyspy.with_name(pyspy.name + "-304.txt")) if pyspy and k == 0 else None
-            if spy:
-                spy.__enter__()
-            c0 = cpu.read() if cpu else None
-            t0 = time.perf_counter()
-            outcomes = await cycle(app)
-            times_304.append(time.perf_counter() - t0)
-            if cpu and k == 0:
-                out["304_cpu"] = CpuClock.delta(c0, cpu.read())
-            if spy:
-                spy.__exit__()
-                out["pyspy_304"] = spy.out
+            spy_to = pyspy.with_name(pyspy.name + "-304.txt") if pyspy and k == 0 else None
+            outcomes, seconds, used, spied = await _timed(app, cpu, spy_to)
+            times_304.append(seconds)
+            if k == 0:
+                out["304_cpu"], out["pyspy_304"] = used, spied
             last = summarize(outcomes)
             if instrument is not None and "instrumented_304" not in out:
                 out["instrumented_304"] = instrument.snapshot()
@@ -571,14 +570,8 @@ async def run_veille(watchlists: Path, db_dir: Path, *, repeat_304: int,
         if server is not None:  # the steady state: every feed changed, by ADVANCE new items
             server.serve(ADVANCE)
             try:
-                gc.collect()
                 sent_before = sink.sent
-                c0 = cpu.read() if cpu else None
-                t0 = time.perf_counter()
-                outcomes = await cycle(app)
-                out["steady_s"] = time.perf_counter() - t0
-                if cpu:
-                    out["steady_cpu"] = CpuClock.delta(c0, cpu.read())
+                outcomes, out["steady_s"], out["steady_cpu"], _ = await _timed(app, cpu, None)
                 out["steady"] = summarize(outcomes)
                 out["steady_delivered"] = sink.sent - sent_before
             finally:
@@ -958,7 +951,7 @@ def main() -> None:
               f"{res['by_topic']}")
         print(f"    per-poll latency ms: p50 {_pct(full['poll_ms'], .5):.0f}, "
               f"p90 {_pct(full['poll_ms'], .9):.0f}, max {full['poll_ms'][-1]:.0f}")
-        if "full_cpu" in res:
+        if res.get("full_cpu"):
             c = res["full_cpu"]
             print(f"    CPU seconds (first run, {res['full_s']:.2f} s): main process {c['main']:.2f} "
                   f"({100 * c['main'] / res['full_s']:.0f} % of one core), "
@@ -972,7 +965,7 @@ def main() -> None:
         print(f"  cycle 2+, all 304: median {med_304:.2f} s of "
               f"{', '.join(f'{s:.2f}' for s in runs_304)}; "
               f"statuses {n304['statuses']}, {args.feeds / med_304:.0f} feeds/s")
-        if "304_cpu" in res:
+        if res.get("304_cpu"):
             c = res["304_cpu"]
             print(f"    CPU seconds (first all-304 cycle, {res['304_s'][0]:.2f} s): main process "
                   f"{c['main']:.2f} ({100 * c['main'] / res['304_s'][0]:.0f} % of one core), "
@@ -985,7 +978,7 @@ def main() -> None:
               f"{', '.join(f'{v:.2f}' for v in runs_steady)}; statuses {steady['statuses']}, "
               f"new {steady['new']}, alerts {steady['alerts']}, delivered "
               f"{res['steady_delivered']}")
-        if "steady_cpu" in res:
+        if res.get("steady_cpu"):
             c = res["steady_cpu"]
             print(f"    CPU seconds (first run, {res['steady_s']:.2f} s): main process "
                   f"{c['main']:.2f}, parse pool {c['children']:.2f}, feed server {c['server']:.2f}")
@@ -1024,7 +1017,7 @@ def main() -> None:
         if pyspy:
             print("\n  ---- py-spy profiles")
             for key, wall in (("pyspy_full", full_s), ("pyspy_304", res["304_s"][0])):
-                if key in res:
+                if res.get(key):
                     print(f"\n  {'cycle 1 (all 200)' if key == 'pyspy_full' else 'all-304 cycle'}")
                     summarize_pyspy(res[key], rate=100, main_pid=os.getpid(), exclude=exclude,
                                     thread_names=res["threads"], wall=wall)
@@ -1038,8 +1031,9 @@ def main() -> None:
 def breakdown(args, watchlists: Path, tmp: Path, server: Server) -> None:
     print("\n  ---- breakdown (instrumented run on a fresh database; timers add a little)")
     inst = Instruments()
-    (tmp / "db2").mkdir()
-    res = asyncio.run(run_veille(watchlists, tmp / "db2", repeat_304=1, sampler=None,
+    (tmp / "db-breakdown").mkdir()
+    server.reset()
+    res = asyncio.run(run_veille(watchlists, tmp / "db-breakdown", repeat_304=1, sampler=None,
                                  instrument=inst))
     print_instruments("cycle 1 (all 200)", res["instrumented_full"], res["full_s"])
     print_instruments("cycle 2 (all 304)", res["instrumented_304"], res["304_s"][0])
