@@ -395,14 +395,6 @@ def _inner_markup(element: Any) -> str:
     return html.escape(element.text or "", quote=False) + "".join(inner)
 
 
-def _markup(fields: Mapping[str, list], key: str) -> str:
-    """The inner markup of a text element holding child elements (Atom xhtml, raw HTML), or ""."""
-    found = fields.get(key)
-    if not found or len(found[0]) == 0:
-        return ""  # plain text: fastfeedparser's value is the same
-    return _inner_markup(found[0])
-
-
 def _tree_guid(fields: Mapping[str, list], element: Any) -> str:
     """The entry's id as feedparser reads it: the last guid or Atom id, else rdf:about."""
     ids = _texts(fields, _ID_KEYS)

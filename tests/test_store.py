@@ -9,8 +9,9 @@ import sys
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,8 @@ from bot.model import FeedSpec, Hit, Item, Match
 from bot.store import FetchRecord, Store
 from bot.store.schema import metadata
 from tests.conftest import PG_URL, REPO
+
+T = TypeVar("T")
 
 UTC = timezone.utc
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -113,6 +116,27 @@ def count(store: Store, table: str) -> int:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+def at_once(*calls: Callable[[], T]) -> list[T]:
+    """Run the calls in threads released together; their results, in order. An exception
+    in any of them fails the test (after all have finished)."""
+    barrier, results, errors = threading.Barrier(len(calls)), [None] * len(calls), []
+
+    def run(k: int, call: Callable[[], T]) -> None:
+        barrier.wait()
+        try:
+            results[k] = call()
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k, c)) for k, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return results  # type: ignore[return-value]
+
+
 # ---------------------------------------------------------------- migrations
 
 
@@ -137,21 +161,8 @@ def test_schema_py_and_the_migrations_describe_the_same_tables(store: Store) -> 
 
 
 def test_concurrent_opens_of_an_empty_database_migrate_once(db_url: str) -> None:
-    barrier, opened, failed = threading.Barrier(4), [], []
-
-    def open_it() -> None:
-        barrier.wait()
-        try:
-            opened.append(Store.open(db_url))
-        except Exception as exc:  # noqa: BLE001 (reported below)
-            failed.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failed == [] and len(opened) == 4
+    opened = at_once(*[lambda: Store.open(db_url)] * 4)
+    assert len(opened) == 4
     assert count(opened[0], "alembic_version") == 1
     for s in opened:
         s.close()
@@ -205,16 +216,8 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
 def test_an_in_memory_sqlite_store_works_across_threads() -> None:
     s = Store.open("sqlite://")
     s.sync_feeds([FeedSpec(FEED, "World")])
-    claims = []
-    threads = [  # as the pipeline calls it, through asyncio.to_thread
-        threading.Thread(target=lambda: claims.append(
-            s.claim(FEED, [item(1)], matched(item(1)), now=NOW, alert_cutoff=None)))
-        for _ in range(3)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    claims = at_once(*[lambda: s.claim(FEED, [item(1)], matched(item(1)), now=NOW,
+                                       alert_cutoff=None)] * 3)
     assert sorted(len(c.alerts) for c in claims) == [0, 0, 1]
     created = [a.id for c in claims for a in c.alerts]
     assert [a.id for a in s.pending_alerts(now=NOW)] == created
@@ -409,21 +412,8 @@ def test_two_stores_claiming_the_same_items_at_once_alert_each_exactly_once(
     stores = [store, other, store, other]
     for round_ in range(5):
         batch = [item(100 * round_ + n) for n in range(20)]
-        barrier, results, errors = threading.Barrier(len(stores)), [], []
-
-        def claim(s: Store) -> None:
-            barrier.wait()
-            try:
-                results.append(s.claim(FEED, batch, matched(*batch), now=NOW, alert_cutoff=None))
-            except Exception as exc:  # noqa: BLE001 (reported below)
-                errors.append(exc)
-
-        threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        results = at_once(*[partial(s.claim, FEED, batch, matched(*batch), now=NOW,
+                                    alert_cutoff=None) for s in stores])
         created = [a.item.guid for r in results for a in r.alerts]
         assert sorted(created) == sorted(i.guid for i in batch)
         assert sum(r.new for r in results) == 20
@@ -448,26 +438,14 @@ def test_instances_claiming_one_article_from_several_feeds_never_deadlock(db_url
 
     try:
         for round_ in range(1, 31):
-            barrier, results, errors = threading.Barrier(4), [], []
-
-            def claim(s: Store, feed: str) -> None:
+            calls = []
+            for s, feed in zip(stores * 2, feeds):
                 batch = ([article(feed, n, round_) for n in range(25)]
                          + [article(feed, n, round_ - 1) for n in range(10)])
                 rng.shuffle(batch)
-                barrier.wait()
-                try:
-                    results.append(s.claim(feed, batch, matched(*batch), now=NOW,
-                                           alert_cutoff=None))
-                except Exception as exc:  # noqa: BLE001 (reported below)
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=claim, args=(s, f))
-                       for s, f in zip(stores * 2, feeds)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert errors == []
+                calls.append(partial(s.claim, feed, batch, matched(*batch), now=NOW,
+                                     alert_cutoff=None))
+            results = at_once(*calls)
             created = sorted(a.item.url for r in results for a in r.alerts)
             fresh = sorted(f"https://news.example.org/{round_}/{n}" for n in range(25))
             assert created == (fresh if round_ > 1 else sorted(
@@ -546,22 +524,13 @@ def test_concurrent_leases_hand_out_each_alert_once(db_url: str, store: Store) -
     queued = queue(store, *range(40))
     other = Store.open(db_url)
     stores = [store, other, store, other]
-    barrier, leased, errors = threading.Barrier(len(stores)), [], []
+    leased: list[int] = []
 
     def worker(s: Store) -> None:
-        barrier.wait()
-        try:
-            while got := s.lease_alerts(now=NOW, until=NOW + timedelta(minutes=1), limit=3):
-                leased.extend(a.id for a in got)
-        except Exception as exc:  # noqa: BLE001 (reported below)
-            errors.append(exc)
+        while got := s.lease_alerts(now=NOW, until=NOW + timedelta(minutes=1), limit=3):
+            leased.extend(a.id for a in got)
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(*[partial(worker, s) for s in stores])
     assert sorted(leased) == sorted(queued)
     # a lease that is never settled expires, and the alert is due again
     assert len(store.pending_alerts(now=NOW + timedelta(minutes=1))) == 40

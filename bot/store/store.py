@@ -151,12 +151,8 @@ class Store:
         self._writer = engine.execution_options(**{_WRITE: True})
         # An in-memory SQLite database is one shared connection: take turns.
         self._lock: ContextManager[Any] = threading.Lock() if serialize else nullcontext()
-        # SQLite has one writer at a time: threads of this process queue here, woken at once,
-        # instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-        sqlite_file = engine.dialect.name == "sqlite" and not serialize
-        self._write_lock: ContextManager[Any] = threading.Lock() if sqlite_file else nullcontext()
         # The threads that run() uses: one for SQLite (its writes are serial anyway, and more
-        # threads only fight over the GIL and that lock), a few for PostgreSQL.
+        # threads only fight over the GIL and its write lock), a few for PostgreSQL.
         workers = 1 if engine.dialect.name == "sqlite" else 8
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
         self.url = engine.url.render_as_string(hide_password=True)
@@ -423,8 +419,7 @@ class Store:
     def _tx(self, what: str, *, write: bool = True) -> Iterator[sa.Connection]:
         """One connection, one transaction; database errors come out as StoreError."""
         engine = self._writer if write else self._engine
-        queue = self._write_lock if write else nullcontext()
-        with self._errors(what), self._lock, queue, engine.connect() as conn, conn.begin():
+        with self._errors(what), self._lock, engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
