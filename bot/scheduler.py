@@ -84,12 +84,16 @@ class Runner:
     async def shutdown(self) -> None:
         """Stop scheduling, let polls in flight finish (their transactions), deliver."""
         self.stopping = True
-        self.scheduler.shutdown(wait=False)
+        # pause, not shutdown, while waiting: the asyncio executor's shutdown cancels the
+        # coroutine jobs still running, which would cut a poll off between its claim and its
+        # delivery (or leave a lease taken and its result dropped)
+        self.scheduler.pause()
         if self.in_flight:
             done, pending = await asyncio.wait(self.in_flight, timeout=STOP_GRACE)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self.scheduler.shutdown(wait=False)
         await self.app.deliver()
         log.info("stopped", extra={"fields": {}})
 

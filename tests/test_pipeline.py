@@ -250,3 +250,24 @@ async def test_a_database_failure_while_claiming_loses_nothing(feed_server, tmp_
         assert env.sink.pairs() == EXPECTED_FIRST and len(env.sink.sent) == len(EXPECTED_FIRST)
     finally:
         await app.aclose()
+
+
+async def test_stopping_lets_a_poll_in_flight_finish_and_deliver(feed_server, tmp_path) -> None:
+    """SIGTERM's path (Runner.shutdown) while a poll waits on a slow feed: the poll is not
+    cancelled; its alert is stored and delivered before run() returns."""
+    from bot.scheduler import Runner
+
+    feed_server.set_feed("/slow.xml", rss(EN_ITEMS[:1], "Example News"), delay=0.5)
+    watchlists = write_watchlist(tmp_path / "wl", [("Slow", feed_server.url("/slow.xml"))])
+    env = make_env(tmp_path, watchlists, startup_spread=0)
+    app = env.app()
+    stop = asyncio.Event()
+    try:
+        running = asyncio.create_task(Runner(app).run(stop))
+        while not feed_server.requests("/slow.xml"):  # the poll is in flight
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+        assert env.sink.pairs() == {("power-of-siberia-2", "https://news.example/en/pos2-price")}
+    finally:
+        await app.aclose()
