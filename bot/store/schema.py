@@ -127,3 +127,82 @@ alerts = sa.Table(
     sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
     sa.Index(None, "status", "next_attempt_at"),
 )
+
+# ---------------------------------------------------------------- Telegram (migration 0002)
+
+SUBSCRIBER_KINDS = ("private", "group", "supergroup", "channel")
+DELIVERY_STATUSES = ("pending", "digest", "sent", "failed", "dropped")
+
+# One row per chat that talks to the bot (a person, a group, a channel that added it).
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text),  # a group's title or a person's first name, for operators
+    sa.Column("user_lang", sa.Text),  # Telegram's language_code of the last user seen
+    sa.Column("lang", sa.Text),  # set by /lang; NULL: follow user_lang
+    sa.Column("tz", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("mode", sa.String(16), nullable=False, server_default="instant"),
+    sa.Column("digest_every", sa.String(16), nullable=False, server_default="daily"),
+    sa.Column("digest_at", sa.String(5), nullable=False, server_default="08:00"),
+    sa.Column("quiet_start", sa.String(5)),
+    sa.Column("quiet_end", sa.String(5)),
+    sa.Column("paused_until", UTCDateTime),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("inactive_reason", sa.Text),
+    sa.Column("dropped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_digest_at", UTCDateTime),
+    sa.CheckConstraint("kind IN ('private', 'group', 'supergroup', 'channel')", name="kind"),
+    sa.CheckConstraint("mode IN ('instant', 'digest')", name="mode"),
+    sa.CheckConstraint("digest_every IN ('hourly', 'daily')", name="digest_every"),
+)
+
+# A chat follows a topic from created_at on (older alerts come through /latest).
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("muted_until", UTCDateTime),
+    sa.Index(None, "topic"),
+)
+
+# One row per (alert, chat): a subscriber's private chat or group, or a destination chat that
+# the watchlist names (chat is the numeric id as text, or "@channel"; thread 0: no forum topic).
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("alert_id", ID, sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("chat", sa.Text, nullable=False),
+    sa.Column("thread", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("kind", sa.String(16), nullable=False),  # subscriber | destination
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("silent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("edited_at", UTCDateTime),  # last "also: …" edit of the sent message
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("alert_id", "chat", "thread"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'digest', 'sent', 'failed', 'dropped')", name="status"),
+    sa.CheckConstraint("kind IN ('subscriber', 'destination')", name="kind"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "chat", "status"),
+)
+
+# A group that Telegram upgraded to a supergroup: destinations named by the old id follow it.
+chat_moves = sa.Table(
+    "chat_moves",
+    metadata,
+    sa.Column("old_chat", sa.Text, primary_key=True),
+    sa.Column("new_chat", sa.Text, nullable=False),
+    sa.Column("moved_at", UTCDateTime, nullable=False),
+)
