@@ -138,3 +138,45 @@ class Topic:
         if self.feeds and feed.url not in self.feeds and feed.name not in self.feeds:
             return False
         return not self.tags or bool(set(self.tags) & set(feed.tags))
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A chat that receives alerts, with its settings (one row of `subscribers`)."""
+
+    chat_id: int
+    kind: str = "private"  # private | group | supergroup | channel
+    title: str | None = None
+    user_lang: str | None = None  # Telegram's language_code of the last user seen
+    lang: str | None = None  # chosen with /lang; None: follow user_lang
+    tz: str = "UTC"
+    mode: str = "instant"  # instant | digest
+    digest_every: str = "daily"  # hourly | daily
+    digest_at: str = "08:00"  # local HH:MM of the daily digest
+    quiet_start: str | None = None  # local HH:MM
+    quiet_end: str | None = None
+    paused_until: datetime | None = None
+    active: bool = True
+    inactive_reason: str | None = None
+    dropped: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_digest_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Subscriber":
+        """From a `subscribers` row (any mapping with its columns)."""
+        values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+        return cls(**{k: values[k] for k in cls.__slots__ if k in values})
+
+    @property
+    def language(self) -> str:
+        """The language replies and alerts use: /lang, else Telegram's when supported, else en."""
+        if self.lang:
+            return self.lang
+        code = (self.user_lang or "").split("-")[0].lower()
+        return code if code in ("en", "fr") else "en"
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind != "private"
