@@ -2,14 +2,14 @@
 
 Kept light: a worker imports the parsers at start and the matcher on its first job. The
 current Matcher reaches the workers as a pickle file written once per watchlist version
-(MatcherFiles); a job names that file, and each worker loads it once and keeps it.
+(MatcherFiles), named by a hash of its content; a job names that file, and each worker loads it once and keeps it.
 Matching beside parsing keeps the per-item CPU work off the main process, whose one core
 also runs the event loop, the HTTP client and the database.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import os
 import pickle
 import shutil
@@ -99,7 +99,6 @@ class MatcherFiles:
         self._dir: Path | None = None
         self._refs: list[tuple["Matcher", MatcherRef]] = []
         self._lock = threading.Lock()
-        self._serial = itertools.count(1)
 
     def ref(self, matcher: "Matcher") -> MatcherRef:
         with self._lock:
@@ -108,16 +107,21 @@ class MatcherFiles:
                     return ref
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="veille-matchers-"))
-            key = f"{os.getpid()}-{next(self._serial)}"
+            data = pickle.dumps(matcher, pickle.HIGHEST_PROTOCOL)
+            # the content names the file: a worker shared by several pipelines (or processes)
+            # caches by key, so equal keys must mean equal matchers
+            key = hashlib.blake2b(data, digest_size=16).hexdigest()
             path = self._dir / f"{key}.pickle"
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(pickle.dumps(matcher, pickle.HIGHEST_PROTOCOL))
-            temporary.replace(path)  # a worker never reads half a file
+            if not path.exists():
+                temporary = path.with_suffix(".tmp")
+                temporary.write_bytes(data)
+                temporary.replace(path)  # a worker never reads half a file
             ref = MatcherRef(key, str(path))
             self._refs.append((matcher, ref))
             while len(self._refs) > 2:
                 _old, stale = self._refs.pop(0)
-                Path(stale.path).unlink(missing_ok=True)
+                if all(kept.path != stale.path for _m, kept in self._refs):
+                    Path(stale.path).unlink(missing_ok=True)
             return ref
 
     def close(self) -> None:

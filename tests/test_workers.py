@@ -4,6 +4,7 @@ fetch recorded by claim; plain_text's block-tag word breaks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -122,6 +123,38 @@ def test_a_worker_loads_each_matcher_file_once(watchlist_dir: Path, files: Match
     Path(refs[0].path).unlink()  # kept in memory: the file is not read again
     assert workers._load(refs[0]) is loaded
     assert workers._load(refs[1]) is not loaded
+
+
+def test_two_watchlists_on_one_shared_pool_get_their_own_matches(tmp_path: Path) -> None:
+    """Two pipelines (two MatcherFiles) in one process share a one-worker pool: the worker
+    must never answer one watchlist's job with the other's cached matcher."""
+    pos2_wl = load_watchlist(write_watchlist(tmp_path / "pos2", [("Wire", spec().url)]))
+    arctic_wl = load_watchlist(
+        write_watchlist(tmp_path / "arctic", [("Wire", spec().url)], ARCTIC_YAML))
+    arctic = {"guid": "w-4", "title": "Tankers test the Northern Sea Route in early spring",
+              "link": "https://wire.example/arctic", "desc": "Ice was thinner than expected."}
+    body = rss([*WIRE, arctic], "Wire")
+    first, second = MatcherFiles(), MatcherFiles()
+    single = _parse_pool(Settings(_env_file=None, parse_workers=1))
+    try:
+        refs = [first.ref(pos2_wl.matcher), second.ref(arctic_wl.matcher)]
+        assert refs[0].key != refs[1].key
+        got = [single.submit(ParseJob(body, spec().url, {}, spec(), ref)).result(timeout=60)
+               for ref in refs * 2]
+    finally:
+        single.shutdown(wait=True)
+        first.close()
+        second.close()
+    topics = [{guid: [m.topic for m in found] for guid, found in g.matches.items()} for g in got]
+    pos2 = {"w-1": ["power-of-siberia-2"], "w-3": ["joint-declaration"]}
+    assert topics == [pos2, {"w-4": ["arctic-shipping"]}] * 2
+
+
+def test_a_matcher_key_is_the_hash_of_its_file(watchlist_dir: Path, files: MatcherFiles) -> None:
+    """Keys name the content, so no two instances or processes hand out one key for two
+    different matchers (a counter per instance did)."""
+    ref = files.ref(load_watchlist(watchlist_dir).matcher)
+    assert ref.key == hashlib.blake2b(Path(ref.path).read_bytes(), digest_size=16).hexdigest()
 
 
 # ---------------------------------------------------------------- ParseJob in a real pool
