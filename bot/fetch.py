@@ -335,7 +335,8 @@ class _Lanes(httpx.AsyncBaseTransport):
         if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(
             pool, "_network_backend"
         ):
-            raise RuntimeError("this httpx/httpcore no longer lets the SSRF guard pin addresses")
+            raise RuntimeError(  # pyproject.toml pins httpcore; tests/test_pins.py checks it
+                f"httpcore {httpcore.__version__} no longer lets the SSRF guard pin addresses")
         pool._network_backend = _GuardedBackend(self._guard)
         return _Lane(origin, transport)
 
