@@ -10,11 +10,12 @@ import random
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from .config import Settings
 from .deliver import ConsoleSink, Sink, drain
 from .fetch import Fetcher
+from .metrics import Metrics
 from .model import FeedSpec
 from .pipeline import Pipeline, PollSettings, utcnow
 from .store import Store
@@ -32,44 +33,73 @@ class App:
     store: Store
     fetcher: Fetcher
     watchlist: Watchlist
-    sink: Sink
+    sink: Sink | None
     executor: Executor | None = None
+    telegram: "Telegram | None" = None
     clock: Callable = utcnow
+    metrics: Metrics = field(default_factory=Metrics)
     pipeline: Pipeline = field(init=False)
     _drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _drain_task: asyncio.Task | None = field(default=None, init=False)
+    _web: object | None = field(default=None, init=False)  # web.WebServer, when serving
 
     def __post_init__(self) -> None:
+        destinations = (("telegram",) if self.telegram else ()) + (
+            (self.sink.destination,) if self.sink else ())
         poll = PollSettings(
             first_poll_max_age=timedelta(hours=self.settings.first_poll_max_age_hours),
             max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
-            destinations=(self.sink.destination,), rng=random.Random())
+            destinations=destinations, rng=random.Random())
         self.pipeline = Pipeline(fetcher=self.fetcher, store=self.store,
                                  watchlist=lambda: self.watchlist, executor=self.executor,
-                                 settings=poll, clock=self.clock)
+                                 settings=poll, clock=self.clock,
+                                 observe=self.metrics.observe_poll)
 
     @classmethod
     def create(cls, settings: Settings, *, sink: Sink | None = None,
                watchlist: Watchlist | None = None, parse_in_processes: bool = True) -> "App":
         """Open the store (migrating it), build the fetcher and the parse pool."""
         wl = watchlist or load_watchlist(settings.watchlists)
-        if settings.telegram_token is not None:
-            log.warning("telegram", extra={"fields": {
-                "note": "Telegram delivery is not built yet; alerts are printed to the console"}})
         store = Store.open(settings.database_url)
         store.sync_feeds(wl.all_feeds(news_search=settings.news_search))
-        return cls(settings=settings, store=store, fetcher=Fetcher.from_settings(settings),
-                   watchlist=wl, sink=sink or ConsoleSink(),
-                   executor=_parse_pool(settings) if parse_in_processes else None)
+        telegram = Telegram.create(settings) if settings.telegram_token is not None else None
+        # with a token the console is off unless asked for (a --json sink always prints)
+        if sink is None and (telegram is None or settings.console):
+            sink = ConsoleSink()
+        app = cls(settings=settings, store=store, fetcher=Fetcher.from_settings(settings),
+                  watchlist=wl, sink=sink, telegram=telegram,
+                  executor=_parse_pool(settings) if parse_in_processes else None)
+        if telegram is not None:
+            telegram.attach(app)
+        return app
 
     def feeds(self) -> tuple[FeedSpec, ...]:
         return self.watchlist.all_feeds(news_search=self.settings.news_search)
 
-    async def deliver(self) -> int:
-        """Drain the outbox to the sink (one drain at a time)."""
-        async with self._drain_lock:
-            return await drain(self.store, self.sink, clock=self.clock,
-                               topics=self.watchlist.topic)
+    async def start(self, *, listen: bool = False) -> None:
+        """Connect to Telegram when a token is set; listen: also take commands (`run`)."""
+        if self.telegram is not None:
+            await self.telegram.start(listen=listen,
+                                      context=self.bot_context() if listen else None)
+
+    def bot_context(self) -> Any:
+        """What the command handlers may use (bot.telegram.commands.BotContext)."""
+        return None
+
+    async def deliver(self, *, wait: bool = False) -> int:
+        """Drain the outbox to the console sink (one drain at a time) and hand Telegram
+        deliveries to their chats' queues; wait: until every chat's queue is empty too."""
+        delivered = 0
+        if self.sink is not None:
+            async with self._drain_lock:
+                delivered = await drain(self.store, self.sink, clock=self.clock,
+                                        topics=self.watchlist.topic)
+        if self.telegram is not None:
+            if wait:
+                await self.telegram.worker.drain_all()
+            else:
+                delivered += await self.telegram.worker.drain()
+        return delivered
 
     def deliver_soon(self) -> None:
         """Start draining in the background, unless a drain is already under way.
@@ -86,9 +116,22 @@ class App:
         except Exception:  # noqa: BLE001 (the alerts stay pending; the next drain retries)
             log.exception("deliver", extra={"fields": {}})
 
+    async def start_http(self) -> None:
+        """Serve /healthz, /readyz, /metrics and the status page, when VEILLE_HTTP_PORT is set."""
+        if self.settings.http_port is None:
+            return
+        from .web import WebServer  # aiohttp is imported only by instances that serve
+
+        self._web = WebServer(self)
+        await self._web.start()
+
     async def aclose(self) -> None:
+        if self._web is not None:
+            await self._web.stop()
         if self._drain_task is not None:
             await self._drain_task
+        if self.telegram is not None:
+            await self.telegram.aclose()
         await self.fetcher.aclose()
         if self.executor is not None:
             await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
@@ -104,3 +147,78 @@ def _parse_pool(settings: Settings) -> Executor:
     context.set_forkserver_preload(["bot.workers", "bot.match"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=exit_with, initargs=(os.getpid(),))
+
+
+@dataclass
+class Telegram:
+    """The Telegram side of a running veille: the PTB Application, the pacer, the worker."""
+
+    application: Any
+    pacer: Any
+    worker: Any = None
+    listening: bool = False
+
+    @classmethod
+    def create(cls, settings: Settings) -> "Telegram":
+        from .telegram.client import build_application
+        from .telegram.pacing import Pacer
+
+        pacer = Pacer()
+        application = build_application(settings.telegram_token.get_secret_value(),
+                                         settings.telegram_api_url, rate_limiter=pacer)
+        return cls(application=application, pacer=pacer)
+
+    def attach(self, app: App) -> None:
+        """Build the delivery worker over the app's store and current watchlist."""
+        from .telegram.delivery import DeliveryWorker
+
+        self.worker = DeliveryWorker(
+            store=app.store, bot=self.application.bot, pacer=self.pacer,
+            topics=lambda topic: app.watchlist.topic(topic),
+            destinations=lambda: {t.id: t.destinations for t in app.watchlist.topics
+                                  if t.destinations},
+            clock=app.clock, translator=_translator())
+
+    async def start(self, *, listen: bool, context: Any = None) -> None:
+        """Connect (getMe); with listen, also take commands (long polling getUpdates).
+
+        A refused token or an unreachable Bot API stops the start with a ConfigError.
+        """
+        from .errors import ConfigError
+        from .telegram.client import classify
+
+        try:
+            await self.application.initialize()
+        except Exception as exc:  # noqa: BLE001 (mapped to one clear line)
+            raise ConfigError(f"Telegram Bot API at VEILLE_TELEGRAM_API_URL: "
+                              f"{classify(exc).reason}") from None
+        if not listen:
+            return
+        if context is not None:
+            from .telegram import commands
+
+            commands.register(self.application, context)
+            await commands.set_commands(self.application.bot)
+        await self.application.start()
+        await self.application.updater.start_polling(
+            allowed_updates=["message", "callback_query", "my_chat_member"])
+        self.listening = True
+
+    async def aclose(self) -> None:
+        if self.worker is not None:
+            await self.worker.close()
+        if self.listening:
+            await self.application.updater.stop()
+            await self.application.stop()
+            self.listening = False
+        if self.application.bot._initialized:  # noqa: SLF001 (shutdown() needs initialize())
+            await self.application.shutdown()
+
+
+def _translator():
+    """gettext per language (bot.i18n), English as is when catalogs are not available."""
+    try:
+        from .i18n import translator
+    except ImportError:
+        return lambda _lang: (lambda text: text)
+    return translator

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, NoReturn, Optional
 
-import typer
-from rich.console import Console
-from rich.text import Text
+_step = {"now": "starting"}  # what veille was doing, for the one line an interruption prints
 
-from .errors import ConfigError, ParseError, WatchlistError
-from .model import Item, Match
-from .watchlist import Watchlist, load_watchlist
+
+def _interrupted_at_start(kind, value, tb, _previous=sys.excepthook) -> None:
+    """Ctrl-C while veille is still importing its libraries: one line and exit 2."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write(f"veille: interrupted (Ctrl-C) while {_step['now']}\n")
+        sys.stderr.flush()
+        os._exit(2)
+    _previous(kind, value, tb)
+
+
+sys.excepthook = _interrupted_at_start  # installed before the imports below: they take 0.4 s
+
+import typer  # noqa: E402
+from rich.cells import cell_len  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.text import Text  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import ConfigError, ParseError, StoreError, WatchlistError  # noqa: E402
+from .model import Item, Match  # noqa: E402
+from .watchlist import Watchlist, load_watchlist  # noqa: E402
 
 app = typer.Typer(
     name="veille",
@@ -22,9 +40,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags shown as flags, no boxes, paragraphs rewrapped
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+DB_SETTING = "VEILLE_DATABASE_URL"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"veille {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print veille's version and exit."),
+) -> None:
+    pass
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 feed', '2 feeds' ('1 news-search feed', '3 entries' with many='entries')."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def _when(dt: datetime | None, none: str = "never") -> str:
+    """The one time format of veille's output: UTC, with its zone."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if dt else none
 
 
 def _settings(**overrides):
@@ -40,13 +85,38 @@ def _settings(**overrides):
 def _watchlist(directory: Optional[Path]) -> Watchlist:
     settings = _settings()  # every command fails fast on an invalid VEILLE_* setting
     directory = directory or settings.watchlists
+    _step["now"] = f"loading the watchlists in {directory} (VEILLE_WATCHLISTS)"
     try:
-        return load_watchlist(directory)
+        return load_watchlist(directory, allow_private_urls=settings.allow_private_urls)
     except WatchlistError as exc:
         for problem in exc.problems:
             err.print(Text(str(problem)))
-        err.print(Text(f"{len(exc.problems)} problem(s) in {directory}", style="red bold"))
+        err.print(Text(f"{_plural(len(exc.problems), 'problem')} in {directory}",
+                       style="red bold"))
         raise typer.Exit(1) from None
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit (2: veille could not do what was asked)."""
+    err.print(Text(f"error: {message}", style="red"))
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _store(settings, *, create: bool) -> Iterator:
+    """The state database, or one line naming the problem and VEILLE_DATABASE_URL (exit 2).
+
+    create=False for commands that only read: a missing SQLite file is an error then, never
+    a new empty database.
+    """
+    from .store import Store
+
+    _step["now"] = f"opening the database ({DB_SETTING})"
+    try:
+        with Store.open(settings.database_url, create=create) as store:
+            yield store
+    except StoreError as exc:
+        _fail(f"{exc} (check {DB_SETTING})")
 
 
 # ---------------------------------------------------------------- validate
@@ -245,15 +315,14 @@ def _shift(body: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _open_app(sink=None, watchlists: Optional[Path] = None, **overrides):
     from .app import App
-    from .errors import StoreError
 
     settings = _settings(**({"watchlists": watchlists} if watchlists else {}), **overrides)
     wl = _watchlist(settings.watchlists)
+    _step["now"] = f"opening the database ({DB_SETTING})"
     try:
         return App.create(settings, sink=sink, watchlist=wl)
     except StoreError as exc:
-        err.print(Text(f"error: {exc}", style="red"))
-        raise typer.Exit(2) from None
+        _fail(f"{exc} (check {DB_SETTING})")
 
 
 @app.command()
@@ -269,6 +338,9 @@ def once(
 
     Without VEILLE_TELEGRAM_TOKEN the alerts are printed here. A feed seen for the first
     time alerts only on items newer than VEILLE_FIRST_POLL_MAX_AGE_HOURS (24 by default).
+    A summary on stderr says what was polled and why matching items made no alert.
+
+    Exit status: 0; 1 when every feed failed; 2 when veille could not start.
     """
     import asyncio
 
@@ -283,12 +355,16 @@ def once(
     async def go():
         try:
             with _progress(len(application.feeds()), enabled=not as_json) as advance:
+                await application.start()
                 return await cycle(application, on_done=advance)
         finally:
             await application.aclose()
 
+    _step["now"] = "polling"
     outcomes = asyncio.run(go())
-    _cycle_summary(outcomes)
+    _cycle_summary(outcomes, settings.first_poll_max_age_hours)
+    if outcomes and all(o.status == "error" for o in outcomes):
+        raise typer.Exit(1)
 
 
 def _progress(total: int, enabled: bool):
@@ -309,16 +385,31 @@ def _progress(total: int, enabled: bool):
     return bar()
 
 
-def _cycle_summary(outcomes) -> None:
+def _cycle_summary(outcomes, max_age_hours: float) -> None:
+    """Each failed feed on a line, then what the cycle did and why matches stayed silent."""
     errors = [o for o in outcomes if o.status == "error"]
     for o in errors:
-        err.print(Text(f"{o.feed.name} <{o.feed.url}>: {o.error}", style="red"))
+        where = o.feed.name if o.feed.topic else f"{o.feed.name} <{o.feed.url}>"
+        err.print(Text(f"{where}: {o.error}", style="red"))
     count = lambda status: sum(o.status == status for o in outcomes)  # noqa: E731
     err.print(Text(
-        f"{len(outcomes)} feeds: {count('new')} changed, {count('not-modified')} not modified, "
-        f"{count('unchanged')} unchanged, {len(errors)} failed; "
-        f"{sum(o.new_items for o in outcomes)} new items, "
-        f"{sum(len(o.alerts) for o in outcomes)} alerts", style="bold"))
+        f"{_plural(len(outcomes), 'feed')} polled ({count('new')} changed, "
+        f"{count('not-modified')} not modified, {count('unchanged')} unchanged), "
+        f"{len(errors)} failed; {_plural(sum(o.new_items for o in outcomes), 'new item')}, "
+        f"{_plural(sum(len(o.alerts) for o in outcomes), 'alert')}", style="bold"))
+    silent = sum(o.silent for o in outcomes)
+    if silent:
+        undated = sum(o.undated for o in outcomes)
+        why = [f"{silent - undated} published more than {max_age_hours:g} h ago"] * bool(
+            silent - undated) + [f"{undated} undated"] * bool(undated)
+        err.print(Text(
+            f"{_plural(silent, 'new matching item')} recorded without an alert, being the "
+            f"backlog of a feed's first poll: {' and '.join(why)} "
+            "(VEILLE_FIRST_POLL_MAX_AGE_HOURS)"))
+    if errors and len(errors) == len(outcomes):
+        hint = ("; no feed answered at all: is the network, a proxy or DNS down?"
+                if len(errors) > 1 and not any(o.http_status for o in errors) else "")
+        err.print(Text(f"every feed failed{hint}", style="red bold"))
 
 
 @app.command()
@@ -347,6 +438,7 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            await application.start_http()
             await Runner(application).run(stop)
         finally:
             await application.aclose()
@@ -361,13 +453,12 @@ def run(
 def feeds(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per feed."),
 ) -> None:
-    """Every feed with its polling state: last poll, status, items, error streak, next poll."""
-    from rich.table import Table
+    """Every feed with its polling state: last poll, status, items, error streak, next poll.
 
-    from .store import Store
-
+    Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
+    """
     settings = _settings()
-    with Store.open(settings.database_url) as store:
+    with _store(settings, create=False) as store:
         rows = [r for r in store.feeds_overview() if r.active]
     if as_json:
         for r in rows:
@@ -378,16 +469,28 @@ def feeds(
                 "last_error": r.last_error, "next_poll": _iso_or_none(r.next_poll_at)},
                 ensure_ascii=False) + "\n")
         return
-    table = Table(show_lines=False)
-    for col in ("feed", "last poll", "status", "items", "errors", "next poll", "last error"):
-        table.add_column(col, overflow="fold")
+    table = [("feed", "last poll", "status", "items", "errors", "next poll", "last error")]
     for r in rows:
-        status = "never" if r.last_poll_at is None else ("ok" if r.error_streak == 0 else "failing")
-        table.add_row(r.name, _ago(r.last_poll_at), f"{status} {r.last_status or ''}".strip(),
-                      str(r.items_total), str(r.error_streak), _ago(r.next_poll_at),
-                      (r.last_error or "")[:80], style="red" if r.error_streak else None)
-    out.print(table)
-    out.print(Text(f"{len(rows)} feeds, {sum(r.error_streak > 0 for r in rows)} failing"))
+        state = "never" if r.last_poll_at is None else ("ok" if r.error_streak == 0 else "failing")
+        table.append((r.name, _when(r.last_poll_at), f"{state} {r.last_status or ''}".strip(),
+                      str(r.items_total), str(r.error_streak), _when(r.next_poll_at, "-"),
+                      " ".join((r.last_error or "").split())))
+    for i, line in enumerate(_columns(table, numeric=(3, 4))):
+        failing = i and rows[i - 1].error_streak
+        out.print(Text(line, style="bold" if i == 0 else "red" if failing else ""))
+    failing = sum(r.error_streak > 0 for r in rows)
+    out.print(Text(f"{_plural(len(rows), 'feed')}, {failing} failing"))
+
+
+def _columns(rows: list[tuple[str, ...]], numeric: tuple[int, ...] = ()) -> list[str]:
+    """Rows as aligned plain-text lines (the last column unpadded, so never cut or wrapped)."""
+    widths = [max(cell_len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+    lines = []
+    for r in rows:
+        cells = [(" " * (w - cell_len(v)) + v) if c in numeric else v + " " * (w - cell_len(v))
+                 for c, (v, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells + [r[-1]]).rstrip())
+    return lines
 
 
 @app.command()
@@ -396,16 +499,18 @@ def alerts(
     since: str = typer.Option("24h", "--since", help="How far back: 30m, 24h, 7d."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per alert."),
 ) -> None:
-    """Alerts recorded in the outbox, newest first, with their delivery status."""
-    from .store import Store
+    """Alerts recorded in the outbox, newest first, with their delivery status.
 
+    Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
+    """
     try:
         window = _duration(since)
     except ValueError as exc:
-        err.print(Text(f"--since: {exc}", style="red"))
-        raise typer.Exit(2) from None
+        _fail(f"--since: {exc}")
     settings = _settings()
-    with Store.open(settings.database_url) as store:
+    with _store(settings, create=False) as store:
+        if topic:
+            _check_topic(topic, settings, store)
         rows = store.recent_alerts(since=datetime.now(timezone.utc) - window, topic=topic)
     for r in rows:
         if as_json:
@@ -416,11 +521,28 @@ def alerts(
                 "source": r.source, "published": _iso_or_none(r.published),
                 "terms": list(r.terms)}, ensure_ascii=False) + "\n")
         else:
-            out.print(Text(f"{r.created_at:%Y-%m-%d %H:%M} {r.status:<7} {r.topic:<20} ")
+            out.print(Text(f"{_when(r.created_at)}  {r.status:<7} {r.topic:<20} ")
                       + Text(r.title, style="bold") + Text(f"  {r.source}  {r.link}", style="dim"))
     if not as_json:
-        out.print(Text(f"{len(rows)} alerts since {since}"
+        out.print(Text(f"{_plural(len(rows), 'alert')} since {since}"
                        + (f" for {topic}" if topic else ""), style="bold"))
+
+
+def _check_topic(topic: str, settings, store) -> None:
+    """A topic neither in the watchlists nor in the outbox is an error, as in `veille test`."""
+    import difflib
+
+    try:
+        known = [t.id for t in load_watchlist(settings.watchlists).topics]
+    except WatchlistError:  # alerts stay readable while a watchlist edit is broken
+        known = []
+    if topic in known or store.recent_alerts(since=datetime.min.replace(tzinfo=timezone.utc),
+                                             topic=topic, limit=1):
+        return
+    close = difflib.get_close_matches(topic, known, n=3, cutoff=0.5)
+    hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
+            else f"known: {', '.join(known) or 'none'}")
+    _fail(f"unknown topic {topic!r} (in {settings.watchlists} and the outbox); {hint}")
 
 
 def _duration(text: str):
@@ -439,19 +561,15 @@ def _iso_or_none(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def _ago(dt: datetime | None) -> str:
-    if dt is None:
-        return "—"
-    secs = (dt - datetime.now(timezone.utc)).total_seconds()
-    span = abs(secs)
-    text = (f"{span:.0f}s" if span < 120 else f"{span / 60:.0f}m" if span < 7200
-            else f"{span / 3600:.1f}h" if span < 172800 else f"{span / 86400:.0f}d")
-    return f"in {text}" if secs > 0 else f"{text} ago"
-
-
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 130:  # typer's answer to a Ctrl-C inside a command: say what it stopped
+            err.print(Text(f"veille: interrupted (Ctrl-C) while {_step['now']}", style="red"))
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

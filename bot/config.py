@@ -11,6 +11,8 @@ from typing_extensions import Annotated
 
 from .errors import ConfigError
 
+# never echoed in an error (a database URL may carry a password)
+SECRET_SETTINGS = ("VEILLE_TELEGRAM_TOKEN", "VEILLE_HTTP_AUTH", "VEILLE_DATABASE_URL")
 USER_AGENT = "veille/{version} (news-monitoring feed reader; conditional GET, polite intervals)"
 
 
@@ -23,11 +25,14 @@ class Settings(BaseSettings):
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
+    console: bool = False  # with a token: also print alerts on the console
     database_url: str = "sqlite:///state/veille.db"
     watchlists: Path = Path("watchlists")
     admins: Annotated[tuple[int, ...], NoDecode] = ()
     allow_private_urls: bool = False
     http_port: int | None = Field(default=None, ge=1, le=65535)
+    http_host: str = "127.0.0.1"  # the container sets 0.0.0.0
+    http_auth: SecretStr | None = None  # "user:password": basic auth on / and /metrics
 
     # polling
     concurrency: int = Field(default=50, ge=1, le=1000)
@@ -67,6 +72,13 @@ class Settings(BaseSettings):
             raise ValueError(f"not a database URL SQLAlchemy understands ({exc})") from None
         return v
 
+    @field_validator("http_auth")
+    @classmethod
+    def _check_http_auth(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and ":" not in v.get_secret_value():
+            raise ValueError("must be user:password")
+        return v
+
     @field_validator("telegram_api_url")
     @classmethod
     def _check_api_url(cls, v: str) -> str:
@@ -89,6 +101,6 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         for err in exc.errors():
             name = "VEILLE_" + "_".join(str(p) for p in err["loc"]).upper()
             value = err.get("input")
-            shown = "***" if "TOKEN" in name else repr(value)
+            shown = "***" if name in SECRET_SETTINGS else repr(value)
             lines.append(f"{name}={shown}: {err['msg']}")
         raise ConfigError("invalid setting: " + "; ".join(lines)) from None

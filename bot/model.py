@@ -128,6 +128,8 @@ class Topic:
     tags: tuple[str, ...] = ()  # feed tags it is limited to; empty: all
     search: tuple[str, ...] = ()  # languages of generated news-search feeds
     where: str = ""  # "file:line"
+    destinations: tuple[tuple[str, int], ...] = ()  # (chat, forum thread or 0) posted to directly
+    preview: bool = False  # Telegram link previews on
 
     def applies_to(self, lang: str | None, feed: FeedSpec | None) -> bool:
         """Whether an item of this language from this feed is in the topic's scope."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Iterable
 
@@ -26,6 +27,7 @@ log = logging.getLogger("veille.scheduler")
 
 RELOAD_EVERY = 10  # seconds between checks of watchlists/ for edits
 DELIVER_EVERY = 5  # seconds between outbox drains (retries; new alerts drain at once)
+DIGEST_EVERY = 60  # seconds between looks for due digests
 HOUSEKEEPING_EVERY = 3600
 STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
 
@@ -48,8 +50,10 @@ async def cycle(app: App, feeds: Iterable[FeedSpec] | None = None,
             on_done(outcome)
         return outcome
 
+    started = time.monotonic()
     outcomes = await asyncio.gather(*(one(f) for f in (feeds or app.feeds())))
-    await app.deliver()
+    await app.deliver(wait=True)
+    app.metrics.cycle_done("cycle", time.monotonic() - started)
     return list(outcomes)
 
 
@@ -66,7 +70,9 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the jobs, wait for stop, then wind down cleanly."""
+        await self.app.start(listen=True)
         self.scheduler.start()
+        self.app.metrics.scheduler_started()
         now = self.app.clock()
         for feed in self.app.feeds():
             state = await self.app.store.run(self.app.store.feed_state, feed.url)
@@ -74,6 +80,8 @@ class Runner:
             spread = min(self.app.settings.startup_spread, feed.interval)
             self._schedule(feed.url, due or now + timedelta(seconds=self.rng.uniform(0, spread)))
         self._every(DELIVER_EVERY, "deliver", self._deliver)
+        if self.app.telegram is not None:
+            self._every(DIGEST_EVERY, "digests", self._digests)
         self._every(RELOAD_EVERY, "reload", self._reload)
         self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
         log.info("started", extra={"fields": {"feeds": len(self.app.feeds()),
@@ -84,6 +92,7 @@ class Runner:
     async def shutdown(self) -> None:
         """Stop scheduling, let polls in flight finish (their transactions), deliver."""
         self.stopping = True
+        self.app.metrics.scheduler_stopped()
         # pause, not shutdown, while waiting: the asyncio executor's shutdown cancels the
         # coroutine jobs still running, which would cut a poll off between its claim and its
         # delivery (or leave a lease taken and its result dropped)
@@ -108,17 +117,21 @@ class Runner:
     def _every(self, seconds: int, name: str, job: Callable[[], Awaitable[None]],
                first: datetime | None = None) -> None:
         when = {"next_run_time": first} if first else {}  # None would add the job paused
-        self.scheduler.add_job(self._guarded(name, job), "interval", seconds=seconds, id=name,
+        self.scheduler.add_job(self._guarded(name, job, heartbeat=True), "interval",
+                               seconds=seconds, id=name,
                                coalesce=True, max_instances=1, **when)
 
-    def _guarded(self, name: str, job: Callable[[], Awaitable[None]]):
+    def _guarded(self, name: str, job: Callable[[], Awaitable[None]], heartbeat: bool = False):
         async def run() -> None:
             if self.stopping:
                 return
             task = asyncio.current_task()
             self.in_flight.add(task)
             try:
+                started = time.monotonic()
                 await job()
+                if heartbeat:  # a periodic job finished: the scheduler is alive (/readyz)
+                    self.app.metrics.cycle_done(name, time.monotonic() - started)
             except Exception:  # one failing job never stops the others
                 log.exception(name, extra={"fields": {}})
             finally:
@@ -143,6 +156,9 @@ class Runner:
 
     async def _deliver(self) -> None:
         await self.app.deliver()
+
+    async def _digests(self) -> None:
+        await self.app.telegram.worker.send_digests()
 
     async def _housekeeping(self) -> None:
         before = self.app.clock() - timedelta(days=self.app.settings.retention_days)

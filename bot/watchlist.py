@@ -117,6 +117,8 @@ class TopicModel(_Strict):
     feeds: list[str] = []
     tags: list[str] = []
     search: Union[list[str], dict[str, str]] = []
+    destinations: list[Union[int, str, "DestinationModel"]] = []  # chats posted to directly
+    preview: bool = False  # Telegram link previews for this topic's alerts
 
     _v_langs = field_validator("languages", mode="before")(
         lambda v: [_lang(x) for x in v] if isinstance(v, list) else v)
@@ -129,6 +131,26 @@ class TopicModel(_Strict):
         if isinstance(v, dict):
             return {_lang(k): str(q) for k, q in v.items()}
         return v
+
+
+class DestinationModel(_Strict):
+    """A chat to post a topic's alerts to: @channel or numeric id, and a forum topic's thread."""
+
+    chat: Union[int, str]
+    thread: int = Field(default=0, ge=0)
+
+
+def destination(value: Any) -> tuple[str, int]:
+    """'@channel', -100123, '-100123' or {chat, thread} as (chat, thread); ValueError if bad."""
+    chat, thread = (value.chat, value.thread) if isinstance(value, DestinationModel) else (value, 0)
+    text = str(chat).strip()
+    if re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,31}", text) or re.fullmatch(r"-?[0-9]{1,20}", text):
+        return text, int(thread)
+    raise ValueError(f"not a Telegram chat: {chat!r} (use @channelname or a numeric chat id "
+                     "such as -1001234567890, with `thread:` for a forum topic)")
+
+
+TopicModel.model_rebuild()
 
 
 class TopicsFile(_Strict):
@@ -440,11 +462,18 @@ def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[st
                 if feeds and tag not in tags:
                     _unknown(doc, ("topics", i, "tags", j), "feed tag", tag, tags)
             search = t.search if isinstance(t.search, dict) else {lang: "" for lang in t.search}
+            chats: list[tuple[str, int]] = []
+            for j, d in enumerate(t.destinations):
+                try:
+                    chats.append(destination(d))
+                except ValueError as exc:
+                    doc.at(("topics", i, "destinations", j), str(exc))
             topic = Topic(
                 id=t.id, title=t.title, query=t.query, compiled=compiled,
                 context=" ".join(t.context.split()), priority=t.priority,
                 languages=tuple(t.languages), feeds=tuple(t.feeds), tags=tuple(t.tags),
-                search=tuple(sorted(search.items())), where=f"{doc.file}:{line}")
+                search=tuple(sorted(search.items())), where=f"{doc.file}:{line}",
+                destinations=tuple(dict.fromkeys(chats)), preview=t.preview)
             for lang, _ in topic.search:
                 if not search_query(topic, lang):
                     doc.at(("topics", i, "search"),

@@ -29,7 +29,9 @@ from sqlalchemy.pool import StaticPool
 from ..errors import StoreError
 from ..model import Alert, FeedSpec, Hit, Item, Match
 from ..stories import title_fingerprint
-from .schema import UTCDateTime, alerts, feeds, items, matches
+from .deliveries import DeliveryStore
+from .subscribers import SubscriberStore
+from .schema import UTCDateTime, alerts, deliveries, feeds, items, matches
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BACKENDS = ("sqlite", "postgresql")
@@ -143,7 +145,7 @@ class PruneResult:
 # ---------------------------------------------------------------- the store
 
 
-class Store:
+class Store(DeliveryStore, SubscriberStore):
     """veille's state; build it with Store.open(url)."""
 
     def __init__(self, engine: sa.Engine, *, serialize: bool = False) -> None:
@@ -158,10 +160,14 @@ class Store:
         self.url = engine.url.render_as_string(hide_password=True)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect, migrate to the latest schema, and return the store."""
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Connect, migrate to the latest schema, and return the store.
+
+        create=False (read-only commands): a SQLite file that does not exist is a StoreError,
+        never a new empty database (nor the folders of a mistyped path).
+        """
         parsed = _parse_url(url)
-        engine, memory = _make_engine(parsed)
+        engine, memory = _make_engine(parsed, create=create)
         store = cls(engine, serialize=memory)
         try:
             with store._errors("migrating"):
@@ -395,18 +401,72 @@ class Store:
     def prune(self, *, before: datetime) -> PruneResult:
         """Forget items last seen before `before`, with their matches and finished alerts.
 
-        Items that a pending alert still refers to are kept, with that alert.
+        Items that a pending alert or an unsent delivery still refers to are kept.
         """
         pending = alerts.alias("pending")
         doomed = sa.select(items.c.id).where(
             items.c.last_seen_at < before,
             ~sa.exists().where(pending.c.item_id == items.c.id, pending.c.status == "pending"),
+            ~sa.exists().where(pending.c.item_id == items.c.id,
+                               deliveries.c.alert_id == pending.c.id,
+                               deliveries.c.status.in_(("pending", "digest"))),
         )
         with self._tx("pruning") as conn:
+            gone = sa.select(alerts.c.id).where(alerts.c.item_id.in_(doomed))
+            conn.execute(sa.delete(deliveries).where(deliveries.c.alert_id.in_(gone)))
             a = conn.execute(sa.delete(alerts).where(alerts.c.item_id.in_(doomed))).rowcount
             m = conn.execute(sa.delete(matches).where(matches.c.item_id.in_(doomed))).rowcount
             i = conn.execute(sa.delete(items).where(items.c.id.in_(doomed))).rowcount
         return PruneResult(items=i, matches=m, alerts=a)
+
+    # ------------------------------------------------------------ operators
+    # Read-only views for the status page, /metrics, /readyz and `veille replay`.
+
+    def ping(self) -> str:
+        """The schema revision, read from the database: it answers and is migrated."""
+        with self._tx("checking the database", write=False) as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+
+    def pending_counts(self) -> dict[str, int]:
+        """What waits to be sent: 'outbox' (pending alerts, every destination), 'telegram'
+        (per-chat deliveries due), 'digest' (per-chat deliveries held for a digest)."""
+        open_ = sa.select(deliveries.c.status, sa.func.count()).where(
+            deliveries.c.status.in_(("pending", "digest"))).group_by(deliveries.c.status)
+        outbox = sa.select(sa.func.count()).where(alerts.c.status == "pending")
+        with self._tx("counting pending deliveries", write=False) as conn:
+            waiting = dict(conn.execute(open_).all())
+            return {"outbox": conn.execute(outbox).scalar_one(),
+                    "telegram": waiting.get("pending", 0), "digest": waiting.get("digest", 0)}
+
+    def alert_volume(self, *, since: datetime) -> list[tuple[str, datetime]]:
+        """(topic, first alert time) of every item alerted since `since`, once per topic and
+        item whatever the number of destinations."""
+        query = (sa.select(alerts.c.topic, sa.func.min(alerts.c.created_at))
+                 .where(alerts.c.created_at >= since)
+                 .group_by(alerts.c.topic, alerts.c.item_id))
+        with self._tx("counting alerts per day", write=False) as conn:
+            return [(topic, when) for topic, when in conn.execute(query)]
+
+    def subscribers_by_topic(self) -> dict[str, int]:
+        """Active chats subscribed to each topic."""
+        from .schema import subscribers, subscriptions
+
+        query = (sa.select(subscriptions.c.topic, sa.func.count())
+                 .join(subscribers, subscribers.c.chat_id == subscriptions.c.chat_id)
+                 .where(subscribers.c.active).group_by(subscriptions.c.topic))
+        with self._tx("counting subscribers", write=False) as conn:
+            return dict(conn.execute(query).all())
+
+    def stored_items(self, *, since: datetime) -> list[Item]:
+        """Items first seen since `since`, oldest first, with the text they were matched on."""
+        query = (sa.select(feeds.c.declared_url.label("feed"), items.c.guid, items.c.url,
+                           items.c.link, items.c.title, items.c.summary, items.c.published,
+                           items.c.lang, items.c.author, items.c.source)
+                 .join(feeds, feeds.c.id == items.c.feed_id)
+                 .where(items.c.first_seen_at >= since)
+                 .order_by(items.c.first_seen_at, items.c.id))
+        with self._tx("reading stored items", write=False) as conn:
+            return [Item(**{**r._mapping, "url": r.url or ""}) for r in conn.execute(query)]
 
     # ------------------------------------------------------------ plumbing
 
@@ -456,7 +516,7 @@ def _parse_url(url: str) -> URL:
     return parsed
 
 
-def _make_engine(url: URL) -> tuple[sa.Engine, bool]:
+def _make_engine(url: URL, *, create: bool = True) -> tuple[sa.Engine, bool]:
     """An Engine configured for this backend; True when it is an in-memory SQLite database."""
     if url.get_backend_name() == "postgresql":
         args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
@@ -467,7 +527,11 @@ def _make_engine(url: URL) -> tuple[sa.Engine, bool]:
         engine = sa.create_engine(url, poolclass=StaticPool, connect_args=args)
     else:
         if not url.database.startswith("file:"):
-            _make_parent(Path(url.database).expanduser())
+            path = Path(url.database).expanduser()
+            if not create and not path.is_file():
+                raise StoreError(f"no database at {path.resolve()}: nothing polled there yet, "
+                                 "or a mistyped path")
+            _make_parent(path)
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     sa.event.listen(engine, "begin", _sqlite_begin)

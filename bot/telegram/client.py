@@ -7,6 +7,7 @@ exceptions and long-polls getUpdates; everything is injected through Application
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,9 @@ def classify(exc: BaseException) -> Failure:
     reason = str(exc)
     low = reason.lower()
     if isinstance(exc, tg.RetryAfter):
-        return Failure("flood", reason, retry_after=_seconds(exc.retry_after))
+        with warnings.catch_warnings():  # PTB 22.2+ warns that the type becomes timedelta
+            warnings.simplefilter("ignore")
+            return Failure("flood", reason, retry_after=_seconds(exc.retry_after))
     if isinstance(exc, tg.ChatMigrated):
         return Failure("moved", reason, new_chat=int(exc.new_chat_id))
     if isinstance(exc, tg.Forbidden):

@@ -1,0 +1,322 @@
+"""The delivery worker: outbox → per-chat deliveries → Telegram, paced, never lost.
+
+drain() fans pending Telegram alerts out into deliveries (store), leases the due ones and
+hands each chat's rows to that chat's own task, so one slow, flood-waited or failing chat
+never delays the others. A row is marked sent with its message id only after Telegram
+accepted it; a crash repeats at most the message in flight for a chat.
+
+What a failed send does (client.classify names the cases):
+- flood (429): that chat waits as told (the pacer also holds back its next messages); the
+  row and the chat's later rows go back to the store for then, in order;
+- transient (5xx, timeouts, network): retried with exponential backoff and jitter, same;
+- gone (blocked, kicked, deactivated, chat not found): the subscriber is deactivated and its
+  open rows dropped and counted; a destination chat's row fails and the operator is told;
+- moved (group → supergroup): subscriber, subscriptions and open rows move to the new id,
+  and the rows are sent again there;
+- format (entities or length): sent once more as plain text, logged as a rendering bug;
+- rejected (any other 400): that row fails with Telegram's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram.constants import ParseMode
+
+from ..errors import StoreError
+from ..model import Topic
+from ..store.deliveries import Delivery, FanOut
+from . import policy
+from .client import Failure, classify
+from .pacing import Pacer
+from .render import DigestEntry, Rendered, render_alert, render_digest
+
+log = logging.getLogger("veille.telegram")
+
+LEASE = timedelta(minutes=2)
+BATCH = 1000  # rows leased per drain: ~35 s of sending at the overall limit, well within LEASE
+BACKOFF_BASE = 5.0  # seconds, doubled per attempt
+BACKOFF_MAX = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Telegram accepted a message."""
+
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """This chat's task stops; its remaining rows go back to the store for `at` (None: the
+    rows were settled otherwise, e.g. dropped)."""
+
+    at: datetime | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """This row is settled (failed, held, waiting); go on with the chat's next row."""
+
+
+@dataclass
+class DeliveryWorker:
+    """Sends leased deliveries through a PTB Bot, one task per chat."""
+
+    store: Any  # bot.store.Store
+    bot: Any  # telegram.Bot (the Application's ExtBot)
+    pacer: Pacer
+    topics: Callable[[str], Topic | None]
+    destinations: Callable[[], Mapping[str, Sequence[tuple[str, int]]]]
+    clock: Callable[[], datetime]
+    translator: Callable[[str], Callable[[str], str]] = lambda _lang: (lambda s: s)
+    rng: random.Random = field(default_factory=random.Random)
+    _chats: dict[str, asyncio.Task] = field(default_factory=dict, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _stopping: bool = field(default=False, init=False)
+
+    # ------------------------------------------------------------ the loop
+
+    async def drain(self) -> int:
+        """Fan out, lease what is due, start a task per chat; the number of rows handed out."""
+        if self._stopping:
+            return 0
+        async with self._lock:
+            now = self.clock()
+            fanned: FanOut = await self.store.run(self.store.fan_out, now=now,
+                                                  destinations=self.destinations())
+            if fanned.alerts:
+                log.info("fan-out", extra={"fields": {
+                    "alerts": fanned.alerts, "subscribers": fanned.subscribers,
+                    "destinations": fanned.destinations}})
+            rows = await self.store.run(self.store.lease_deliveries, now=now,
+                                        until=now + LEASE, limit=BATCH, busy=self.busy())
+            by_chat: dict[str, list[Delivery]] = {}
+            for row in rows:
+                by_chat.setdefault(row.chat, []).append(row)
+            for chat, chat_rows in by_chat.items():
+                task = asyncio.get_running_loop().create_task(self._run_chat(chat, chat_rows))
+                self._chats[chat] = task
+                task.add_done_callback(lambda _t, c=chat: self._done(c, _t))
+            return len(rows)
+
+    def busy(self) -> set[str]:
+        """Chats whose task is still sending."""
+        return {c for c, t in self._chats.items() if not t.done()}
+
+    def _done(self, chat: str, task: asyncio.Task) -> None:
+        if self._chats.get(chat) is task:
+            del self._chats[chat]
+
+    async def wait_idle(self) -> None:
+        """Wait for every chat task started so far."""
+        while self._chats:
+            await asyncio.gather(*list(self._chats.values()), return_exceptions=True)
+
+    async def drain_all(self, *, max_wait: float = 60.0) -> None:
+        """Deliver until nothing is due, waiting up to max_wait seconds for rows retried
+        soon (`veille once`, and stopping `veille run`)."""
+        deadline = self.clock() + timedelta(seconds=max_wait)
+        while True:
+            handed = await self.drain()
+            await self.wait_idle()
+            if handed:
+                continue
+            due = await self.store.run(self.store.next_delivery_at)
+            if due is None or due > deadline:
+                return
+            await asyncio.sleep(max(0.0, (due - self.clock()).total_seconds()) + 0.05)
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop: each chat task finishes the message in flight and gives its other rows back
+        (due at once, for the next start or another instance); after `grace` seconds the
+        stragglers are cancelled (their leases expire and they are retried)."""
+        self._stopping = True
+        tasks = list(self._chats.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------ one chat
+
+    async def _run_chat(self, chat: str, rows: list[Delivery]) -> None:
+        for i, row in enumerate(rows):
+            if self._stopping:
+                await self.store.run(self.store.delivery_retry, [r.id for r in rows[i:]],
+                                     at=self.clock(), error=None, attempted=False)
+                return
+            try:
+                outcome = await self._deliver(row)
+            except StoreError as exc:  # the send may have happened; the lease will retry it
+                log.error("deliver", extra={"fields": {"chat": chat, "error": str(exc)}})
+                return
+            if isinstance(outcome, Stop):
+                rest = [r.id for r in rows[i + 1:]]
+                if outcome.at is not None:
+                    rest = [row.id, *rest] if outcome.reason == "moved" else rest
+                    if rest:
+                        await self.store.run(self.store.delivery_retry, rest, at=outcome.at,
+                                             error=None, attempted=False)
+                return
+
+    async def _deliver(self, row: Delivery) -> Sent | Stop | Skip:
+        topic = self.topics(row.alert.topic)
+        now = self.clock()
+        decision = policy.decide(row.subscriber, topic.priority if topic else "normal", now)
+        if decision.action == policy.HOLD:
+            await self.store.run(self.store.hold_for_digest, [row.id])
+            return Skip()
+        if decision.action == policy.WAIT:
+            await self.store.run(self.store.delivery_retry, [row.id], at=decision.until,
+                                 error=None, attempted=False)
+            return Stop(decision.until)
+        sub = row.subscriber
+        lang = sub.language if sub else "en"
+        rendered = render_alert(row.alert, topic, tz=sub.tz if sub else "UTC", lang=lang,
+                                t=self.translator(lang), silent=decision.silent,
+                                buttons=row.kind == "subscriber")
+        return await self._send(row, [row.id], rendered)
+
+    async def _send(self, row: Delivery, ids: list[int], rendered: Rendered) -> Sent | Stop | Skip:
+        """Send one message for these rows and settle them, whatever Telegram answers."""
+        try:
+            message = await self._post(row.chat_id, row.thread, rendered)
+        except Exception as exc:  # noqa: BLE001 (every PTB error is classified below)
+            return await self._failed(row, ids, rendered, classify(exc))
+        await self.store.run(self.store.delivery_sent, ids, now=self.clock(),
+                             message_id=message.message_id, silent=rendered.silent)
+        log.info("sent", extra={"fields": {"chat": row.chat, "alert": row.alert.id,
+                                           "topic": row.alert.topic, "rows": len(ids)}})
+        return Sent(message.message_id)
+
+    async def _post(self, chat_id: int | str, thread: int, rendered: Rendered,
+                    plain: bool = False) -> Any:
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data)
+                                         for b in line] for line in rendered.buttons]) \
+            if rendered.buttons else None
+        return await self.bot.send_message(
+            chat_id=chat_id, text=rendered.plain() if plain else rendered.text,
+            parse_mode=None if plain else ParseMode.HTML, reply_markup=markup,
+            link_preview_options=LinkPreviewOptions(is_disabled=not rendered.preview),
+            disable_notification=rendered.silent, message_thread_id=thread or None)
+
+    async def _failed(self, row: Delivery, ids: list[int], rendered: Rendered,
+                      failure: Failure) -> Stop | Skip | Sent:
+        now = self.clock()
+        fields = {"chat": row.chat, "alert": row.alert.id, "kind": failure.kind,
+                  "error": failure.reason}
+        log.warning("send-failed", extra={"fields": fields})
+        if failure.kind == "flood":
+            self.pacer.flood_wait(row.chat_id, failure.retry_after)
+            at = now + timedelta(seconds=failure.retry_after)
+            await self.store.run(self.store.delivery_retry, ids, at=at, error=failure.reason)
+            return Stop(at, "flood")
+        if failure.kind == "transient":
+            at = now + timedelta(seconds=self._backoff(row.attempts))
+            await self.store.run(self.store.delivery_retry, ids, at=at, error=failure.reason)
+            return Stop(at, "transient")
+        if failure.kind == "gone":
+            return await self._gone(row, ids, failure)
+        if failure.kind == "moved" and failure.new_chat is not None:
+            await self.store.run(self.store.move_chat, row.chat, str(failure.new_chat), now=now)
+            log.warning("chat-moved", extra={"fields": {"chat": row.chat,
+                                                        "to": failure.new_chat}})
+            return Stop(now, "moved")  # the rows, now under the new id, go out at once
+        if failure.kind == "format":
+            return await self._plain(row, ids, rendered, failure)
+        await self._fail_rows(ids, failure.reason)
+        return Skip()
+
+    async def _gone(self, row: Delivery, ids: list[int], failure: Failure) -> Stop | Skip:
+        if row.kind == "destination":  # the watchlist names it: the operator must act
+            log.error("destination-unreachable", extra={"fields": {
+                "chat": row.chat, "topic": row.alert.topic, "error": failure.reason}})
+            await self._fail_rows(ids, failure.reason)
+            return Skip()
+        dropped = await self.store.run(self.store.deactivate_chat, row.chat,
+                                       reason=failure.reason, now=self.clock())
+        log.warning("subscriber-deactivated", extra={"fields": {
+            "chat": row.chat, "reason": failure.reason, "dropped": dropped}})
+        return Stop(None, "gone")
+
+    async def _plain(self, row: Delivery, ids: list[int], rendered: Rendered,
+                     failure: Failure) -> Sent | Stop | Skip:
+        log.error("rendering-bug", extra={"fields": {"alert": row.alert.id, "chat": row.chat,
+                                                     "error": failure.reason}})
+        try:
+            message = await self._post(row.chat_id, row.thread, rendered, plain=True)
+        except Exception as exc:  # noqa: BLE001
+            again = classify(exc)
+            if again.kind == "format":
+                await self._fail_rows(ids, again.reason)
+                return Skip()
+            return await self._failed(row, ids, rendered, again)
+        await self.store.run(self.store.delivery_sent, ids, now=self.clock(),
+                             message_id=message.message_id, silent=rendered.silent)
+        return Sent(message.message_id)
+
+    async def _fail_rows(self, ids: list[int], reason: str) -> None:
+        for delivery_id in ids:
+            await self.store.run(self.store.delivery_failed, delivery_id, error=reason)
+
+    def _backoff(self, attempts: int) -> float:
+        delay = min(BACKOFF_BASE * 2 ** min(attempts, 20), BACKOFF_MAX)
+        return delay * self.rng.uniform(0.8, 1.2)
+
+    # ------------------------------------------------------------ digests
+
+    async def send_digests(self) -> int:
+        """Send every digest that is due now; the number of messages sent."""
+        now = self.clock()
+        sent = 0
+        for sub in await self.store.run(self.store.chats_with_digest):
+            cutoff = policy.digest_cutoff(sub, now)
+            if cutoff is None:
+                continue
+            rows = [r for r in await self.store.run(self.store.digest_deliveries,
+                                                     str(sub.chat_id))
+                    if r.created_at <= cutoff]
+            if rows:
+                sent += await self._digest(sub, rows, now)
+        return sent
+
+    async def _digest(self, sub: Any, rows: list[Delivery], now: datetime) -> int:
+        lang = sub.language
+        t = self.translator(lang)
+        entries = [DigestEntry(r.alert, self.topics(r.alert.topic)) for r in rows]
+        pages = render_digest(entries, tz=sub.tz, lang=lang, t=t)
+        silent = policy.in_quiet_hours(sub, now)
+        ids = [r.id for r in rows]
+        last: Sent | None = None
+        for page in pages:
+            page = Rendered(page.text, page.buttons, page.preview, silent)
+            try:
+                message = await self._post(sub.chat_id, 0, page)
+            except Exception as exc:  # noqa: BLE001
+                failure = classify(exc)
+                if failure.kind == "flood":
+                    self.pacer.flood_wait(sub.chat_id, failure.retry_after)
+                elif failure.kind == "gone":
+                    await self.store.run(self.store.deactivate_chat, str(sub.chat_id),
+                                         reason=failure.reason, now=now)
+                log.warning("digest-failed", extra={"fields": {
+                    "chat": sub.chat_id, "kind": failure.kind, "error": failure.reason}})
+                return 0  # the rows stay held; the next tick tries the digest again
+            last = Sent(message.message_id)
+        if last is not None:
+            await self.store.run(self.store.delivery_sent, ids, now=self.clock(),
+                                 message_id=last.message_id, silent=silent)
+            await self.store.run(self.store.digest_sent, str(sub.chat_id), now=now)
+            log.info("digest", extra={"fields": {"chat": sub.chat_id, "alerts": len(ids),
+                                                 "messages": len(pages)}})
+        return len(pages)
