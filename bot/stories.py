@@ -1,15 +1,25 @@
-"""Story identity: canonical URLs and title fingerprints (pure; clustering comes later)."""
+"""Story identity and clustering (pure): canonical URLs, title fingerprints, and which open
+story of its topic a matched item joins (see "clustering" below)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import re
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import SplitResult, parse_qs, urljoin, urlsplit, urlunsplit
 
+from datasketch import MinHash, MinHashLSH  # MinHash LSH: near-duplicate candidates, sublinear
 from url_normalize import url_normalize
 
-from bot.text import normalize
+from bot.model import Item, Match
+from bot.text import Token, is_cjk, normalize, tokens
 
 # Query parameters that only say where a click came from, never which page it is.
 TRACKING_PARAMS = (
@@ -119,3 +129,433 @@ def title_fingerprint(title: str, summary: str = "") -> str:
     if not words:
         return ""
     return hashlib.blake2b(words.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# ================================================================ clustering
+#
+# A matched item joins an open story of its topic when it is (1) the same article: the same
+# canonical URL, or the outlet's URL behind a Google/Bing News redirect; (2) a syndicated
+# copy: near-identical title or lead (datasketch MinHash LSH finds the candidates among
+# thousands of stories in microseconds; the exact Jaccard of the shingle sets decides); or
+# (3) another outlet's own report of the same event, in the same language, within a short
+# window: a weighted Jaccard of names, numbers, places and other content words of the title
+# and lead. Our own weighted Jaccard rather than rapidfuzz: rapidfuzz scores characters and
+# counts every word alike, while what tells two events apart is which words are shared (a
+# number or a name weighs more than a verb; the topic's own terms, shared by every story of
+# the topic, weigh little), and an inverted index over those words gives the candidates.
+# Else it opens a new story. Precision first: merging two events is worse than alerting
+# twice, so two reports whose titles carry numbers and share none stay apart.
+#
+# Cross-language: reports join only within one language (names are spelled, and words
+# stemmed, differently across scripts); the same event in two languages stays two stories.
+# The same URL joins whatever the language.
+
+STORY_WINDOW = timedelta(hours=72)  # a story stays open this long after its last join
+REPORT_WINDOW = timedelta(hours=24)  # another outlet's report joins within this of the story
+COPY_TITLE = 0.7  # Jaccard of title words: a syndicated copy
+COPY_LEAD = 0.5  # Jaccard of lead 3-word shingles: a syndicated copy
+REPORT_SCORE = 0.35  # weighted Jaccard of names, numbers and words: the same event
+_MIN_TITLE_UNITS = 4  # shorter titles are too generic to call copies on their own
+_MIN_LEAD_SHINGLES = 6
+_LEAD_CHARS = 400
+_COMMON = 400  # a word in more members' postings than this gives no candidates (too common)
+_MEMBERS_COMPARED = 24  # a big story is compared through its latest members
+_PERMS = 64
+_TEMPLATE = MinHash(num_perm=_PERMS, seed=7)
+_NEWS_HOSTS = ("news.google.com", "www.bing.com", "bing.com")
+
+# Words that say nothing about which event it is (the commonest of each language).
+_STOP = frozenset("""
+the and for with from that this into over after before about than will would could says said
+say has have had was were are been being its his her their our who what when where which why
+how not but all new more most out off amid as at by of on in to up is be it an or a s
+les des une aux dans pour par sur avec sans est sont ont qui que quoi dont plus son ses leur
+leurs mais pas apres avant entre selon contre vers chez cette ces elle ils elles nous vous
+der die das den dem des ein eine einen einem einer und mit von fur auf aus bei nach vor uber
+unter ist sind hat haben wird werden nicht auch sich als wie zum zur dass oder
+los las del con para por una unos unas que mas sus tras ante sobre entre sin segun
+и в во на по с со к ко о об от до за из у для при не что как это его ее их был была были
+будет после перед через между против также уже или но а
+il lo gli le di da con per tra fra una uno che non della dello delle degli nel nella sul
+""".split())
+
+
+def news_redirect(link: str) -> tuple[str, bool]:
+    """(the outlet's URL behind a Google/Bing News redirect link, or link; whether it was one)."""
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return link, False
+    host = (parts.hostname or "").lower()
+    if host not in _NEWS_HOSTS:
+        return link, False
+    if host.endswith("bing.com"):
+        target = parse_qs(parts.query).get("url", [""])[0]
+        return (target, True) if target.startswith(("http://", "https://")) else (link, True)
+    return _google_target(parts.path) or link, True
+
+
+def _google_target(path: str) -> str | None:
+    """The URL inside an old-style Google News article id (base64 of a small protobuf)."""
+    article = path.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        raw = base64.urlsafe_b64decode(article + "=" * (-len(article) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    found = re.search(rb"https?://[\x21-\x7e]+", raw)
+    return found.group().decode("ascii") if found else None  # newer ids hold no URL: None
+
+
+def outlet_and_title(item: Item) -> tuple[str, str, bool]:
+    """(outlet, title without a news search's " - Outlet" suffix, whether from a news search)."""
+    _, searched = news_redirect(item.link)
+    searched = searched or "google news" in item.source.lower() or "bing" in item.source.lower()
+    title = " ".join(item.title.split())
+    if searched:
+        head, sep, tail = title.rpartition(" - ")
+        if sep and head and 0 < len(tail) <= 60:
+            return tail.strip(), head.strip(), True
+    return item.source or urlsplit(item.link).hostname or item.feed, title, searched
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What clustering knows of one matched item: identity, text features, time."""
+
+    key: str  # unique per (item, topic): "<item id or guid>:<topic>"
+    topic: str
+    url: str  # canonical URL of the article (behind a news-search redirect when known)
+    outlet: str
+    title: str
+    lang: str
+    when: datetime
+    title_units: frozenset[str]  # title words (CJK: character pairs), for copies
+    lead_shingles: frozenset[str]  # 3-unit shingles of the lead, for copies
+    features: Mapping[str, float]  # weighted names, numbers, words of title and lead
+    title_features: Mapping[str, float]  # the same, of the title alone
+    numbers: frozenset[str]  # numbers in the title
+
+    @property
+    def salient(self) -> list[str]:
+        """Features that can make a candidate (the weightier ones)."""
+        return [f for f, w in self.features.items() if w >= 1.0]
+
+
+def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> Signature:
+    """The Signature of an item matched to a topic (pure)."""
+    outlet, title, searched = outlet_and_title(item)
+    target, _ = news_redirect(item.link)
+    url = canonical_url(target) if target != item.link else (item.url or canonical_url(item.link))
+    lead = "" if searched else (item.summary or item.content)[:_LEAD_CHARS]  # search feeds
+    # carry other outlets' headlines in the description, not this article's lead
+    terms = {w for t in (match.terms if match else ()) for w in _units(t)}
+    title_units = _units(title)
+    return Signature(
+        key=key, topic=match.topic if match else "", url=url, outlet=outlet, title=title,
+        lang=(item.lang or "").split("-")[0].lower(), when=item.published or when,
+        title_units=frozenset(_title_shingles(title_units)),
+        lead_shingles=frozenset(_ngrams(_units(lead), 3)),
+        features=_features(title, lead, terms), title_features=_features(title, "", terms),
+        numbers=frozenset(u for u in title_units if u.isdigit()))
+
+
+def _units(text: str) -> list[str]:
+    """Folded words, stemmed to six letters (inflected Russian, German), CJK characters alone."""
+    return [t.norm if (t.norm.isdigit() or is_cjk(t.norm[0])) else t.norm[:6]
+            for t in tokens(text)]
+
+
+def _title_shingles(units: list[str]) -> list[str]:
+    """Words of a title; pairs of characters where it is CJK."""
+    words = [u for u in units if not is_cjk(u[0])]
+    cjk = [u for u in units if is_cjk(u[0])]
+    return words + _ngrams(cjk, 2)
+
+
+def _ngrams(units: list[str], n: int) -> list[str]:
+    return [" ".join(units[i:i + n]) for i in range(len(units) - n + 1)]
+
+
+def _features(title: str, lead: str, terms: set[str]) -> dict[str, float]:
+    """Weighted features: numbers and names weigh most, the topic's matched terms least."""
+    out: dict[str, float] = {}
+    for text, base in ((title, 1.5), (lead, 1.0)):
+        names = _name_spans(text)
+        toks = tokens(text)
+        cjk = [t.norm for t in toks if is_cjk(t.norm[0])]
+        for pair in _ngrams(cjk, 2):
+            out[pair] = max(out.get(pair, 0.0), base)
+        for t in toks:
+            norm = t.norm
+            short = len(norm) < 3 and not norm.isdigit() and not _acronym(text, t)
+            if is_cjk(norm[0]) or norm in _STOP or short:
+                continue
+            unit = norm if norm.isdigit() else norm[:6]
+            weight = base * (2.0 if norm.isdigit() else 1.5 if t.start in names else 1.0)
+            if unit in terms:
+                weight = 0.3  # every story of the topic has them
+            out[unit] = max(out.get(unit, 0.0), weight)
+    return out
+
+
+def _acronym(text: str, token: Token) -> bool:
+    """Whether a short token is written in capitals (US, EU, UN): a name, not a word."""
+    return text[token.start:token.end].isupper()
+
+
+def _name_spans(text: str) -> set[int]:
+    """Starts of capitalised words not opening a sentence (names, places); none in Title Case."""
+    toks = tokens(text)
+    caps = [t for t in toks if text[t.start].isupper()]
+    if len(toks) >= 4 and len(caps) > 0.6 * len(toks):
+        return set()  # a Title Case headline says nothing about names
+    return {t.start for t in caps if t.start > 0 and text[:t.start].rstrip()[-1:] not in ".!?:"}
+
+
+def weighted_jaccard(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Σ min / Σ max of the weights over the union of features (0 when both are empty)."""
+    if not a or not b:
+        return 0.0
+    low = sum(min(w, b[f]) for f, w in a.items() if f in b)
+    high = sum(a.values()) + sum(b.values()) - low
+    return low / high if high else 0.0
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    both = len(a & b)
+    return both / (len(a) + len(b) - both)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a matched item goes: story None opens a new one; how says why it joined."""
+
+    story: str | None
+    how: str  # "new", "url", "copy", "report"
+    score: float = 0.0
+    member: str | None = None  # the key of the member it resembled
+
+
+@dataclass(slots=True)
+class _Member:
+    story: str
+    sig: Signature
+
+
+class _TopicIndex:
+    """The open stories of one topic: URLs, two MinHash LSH indexes, postings of features."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, _Member] = {}
+        self.by_url: dict[str, str] = {}  # url -> member key
+        self.titles = MinHashLSH(threshold=0.5, num_perm=_PERMS)
+        self.leads = MinHashLSH(threshold=0.4, num_perm=_PERMS)
+        self.postings: dict[str, set[str]] = {}
+        self.stories: dict[str, list[str]] = {}  # story -> member keys, oldest first
+        self.last: dict[str, datetime] = {}  # story -> time of its latest member
+
+    def add(self, story: str, sig: Signature) -> None:
+        self.members[sig.key] = _Member(story, sig)
+        if sig.url:
+            self.by_url.setdefault(sig.url, sig.key)
+        if len(sig.title_units) >= 2:
+            self.titles.insert(sig.key, _minhash(sig.title_units))
+        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES:
+            self.leads.insert(sig.key, _minhash(sig.lead_shingles))
+        for f in sig.salient:
+            self.postings.setdefault(f, set()).add(sig.key)
+        self.stories.setdefault(story, []).append(sig.key)
+        self.last[story] = max(self.last.get(story, sig.when), sig.when)
+
+    def remove(self, key: str) -> None:
+        member = self.members.pop(key, None)
+        if member is None:
+            return
+        sig = member.sig
+        if self.by_url.get(sig.url) == key:
+            del self.by_url[sig.url]
+        for lsh in (self.titles, self.leads):
+            if key in lsh:
+                lsh.remove(key)
+        for f in sig.salient:
+            posting = self.postings.get(f)
+            if posting is not None:
+                posting.discard(key)
+                if not posting:
+                    del self.postings[f]
+        keys = self.stories.get(member.story, [])
+        if key in keys:
+            keys.remove(key)
+        if not keys:
+            self.stories.pop(member.story, None)
+            self.last.pop(member.story, None)
+
+    def decide(self, sig: Signature, reports: bool = True) -> Decision:
+        if sig.url and (key := self.by_url.get(sig.url)) is not None:
+            return Decision(self.members[key].story, "url", 1.0, key)
+        copy = self._copy(sig)
+        if copy is not None:
+            return copy
+        return (self._report(sig) if reports else None) or Decision(None, "new")
+
+    def _copy(self, sig: Signature) -> Decision | None:
+        best: Decision | None = None
+        if len(sig.title_units) >= _MIN_TITLE_UNITS:
+            for key in self.titles.query(_minhash(sig.title_units)):
+                score = jaccard(sig.title_units, self.members[key].sig.title_units)
+                if score >= COPY_TITLE and (best is None or score > best.score):
+                    best = Decision(self.members[key].story, "copy", score, key)
+        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES:
+            for key in self.leads.query(_minhash(sig.lead_shingles)):
+                score = jaccard(sig.lead_shingles, self.members[key].sig.lead_shingles)
+                if score >= COPY_LEAD and (best is None or score > best.score):
+                    best = Decision(self.members[key].story, "copy", score, key)
+        return best
+
+    def _report(self, sig: Signature) -> Decision | None:
+        shared: Counter[str] = Counter()
+        for f in sig.salient:
+            posting = self.postings.get(f)
+            if posting and len(posting) <= _COMMON:
+                shared.update(posting)
+        best: Decision | None = None
+        for key, n in shared.items():
+            if n < 2:
+                continue
+            other = self.members[key].sig
+            if not _may_report(sig, other, self.last.get(self.members[key].story)):
+                continue
+            score = max(weighted_jaccard(sig.title_features, other.title_features),
+                        weighted_jaccard(sig.features, other.features))
+            if score >= REPORT_SCORE and (best is None or score > best.score):
+                best = Decision(self.members[key].story, "report", score, key)
+        return best
+
+
+def _may_report(sig: Signature, other: Signature, last: datetime | None) -> bool:
+    """Whether two items may be one event's reports at all: one language, close in time,
+    and titles whose numbers, if both have some, share one."""
+    if sig.lang != other.lang:
+        return False
+    if abs(sig.when - (last or other.when)) > REPORT_WINDOW:
+        return False
+    return not (sig.numbers and other.numbers and not sig.numbers & other.numbers)
+
+
+def _minhash(shingles: Iterable[str]) -> MinHash:
+    m = MinHash(num_perm=_PERMS, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme)
+    m.update_batch([s.encode("utf-8") for s in shingles])
+    return m
+
+
+class StoryIndex:
+    """The open stories of every topic, in memory: a cache of the store's story_items.
+
+    decide() is pure; add() and remove() change the index. Safe to share between threads
+    (one lock); the store serialises the decisions of one topic across instances.
+    """
+
+    def __init__(self, *, window: timedelta = STORY_WINDOW, reports: bool = True) -> None:
+        self.window = window
+        self.reports = reports  # False: join only the same article and syndicated copies
+        self._topics: dict[str, _TopicIndex] = {}
+        self._lock = threading.RLock()
+        self.synced_at: datetime | None = None  # the store's sync high-water mark
+
+    def __len__(self) -> int:
+        return sum(len(t.members) for t in self._topics.values())
+
+    def __contains__(self, key: str) -> bool:
+        return any(key in t.members for t in self._topics.values())
+
+    def stories(self, topic: str) -> int:
+        """The number of open stories of a topic."""
+        index = self._topics.get(topic)
+        return len(index.stories) if index else 0
+
+    def decide(self, sig: Signature) -> Decision:
+        """Where sig goes, without changing anything."""
+        with self._lock:
+            index = self._topics.get(sig.topic)
+            return index.decide(sig, self.reports) if index else Decision(None, "new")
+
+    def add(self, story: str, sig: Signature) -> None:
+        """Record that sig belongs to story (no-op when its key is already there)."""
+        with self._lock:
+            index = self._topics.setdefault(sig.topic, _TopicIndex())
+            if sig.key not in index.members:
+                index.add(story, sig)
+
+    def remove(self, topic: str, key: str) -> None:
+        with self._lock:
+            if (index := self._topics.get(topic)) is not None:
+                index.remove(key)
+
+    def expire(self, now: datetime) -> int:
+        """Close stories with no member newer than the window; the members dropped."""
+        dropped = 0
+        with self._lock:
+            for index in self._topics.values():
+                old = [s for s, last in index.last.items() if last < now - self.window]
+                for story in old:
+                    for key in list(index.stories.get(story, ())):
+                        index.remove(key)
+                        dropped += 1
+        return dropped
+
+    def assign(self, sig: Signature, new_story: str) -> Decision:
+        """decide() then add(): a new story is named new_story (for previews and tests)."""
+        with self._lock:
+            decision = self.decide(sig)
+            self.add(decision.story or new_story, sig)
+            return decision if decision.story else Decision(new_story, "new")
+
+
+@dataclass(frozen=True, slots=True)
+class StoryGroup:
+    """Items of one topic that would have made one story (veille test's preview)."""
+
+    topic: str
+    items: tuple[Item, ...]
+    how: tuple[str, ...]  # per item: "new" for the first, then "url", "copy" or "report"
+
+
+def cluster_preview(items_with_matches: Iterable[tuple[Item, Sequence[Match]]],
+                    *, now: datetime | None = None) -> list[StoryGroup]:
+    """How these items would cluster, per topic, oldest first (no state is read or written)."""
+    when = now or datetime.now(timezone.utc)
+    pairs = [(item, m) for item, found in items_with_matches for m in found]
+    pairs.sort(key=lambda p: p[0].published or when)
+    index = StoryIndex()
+    groups: dict[tuple[str, str], list[tuple[Item, str]]] = {}
+    for n, (item, m) in enumerate(pairs):
+        sig = signature(item, m, key=f"{n}:{m.topic}", when=when)
+        decision = index.assign(sig, f"{m.topic}#{n}")
+        groups.setdefault((m.topic, decision.story), []).append((item, decision.how))
+    return [StoryGroup(topic, tuple(i for i, _ in got), tuple(h for _, h in got))
+            for (topic, _), got in groups.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class Also:
+    """The data of an "also: Reuters, TASS, Caixin (+3)" line."""
+
+    names: tuple[str, ...]
+    more: int
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+
+def also_line(first_outlet: str, outlets: Iterable[str], limit: int = 3) -> Also:
+    """The outlets that joined a story after its first (distinct, in order), first `limit`
+    named and the rest counted."""
+    seen: dict[str, None] = {}
+    for name in outlets:
+        name = " ".join(name.split())
+        if name and name.casefold() != first_outlet.casefold():
+            seen.setdefault(name, None)
+    names = tuple(seen)
+    return Also(names[:limit], max(0, len(names) - limit))
