@@ -14,14 +14,15 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
-from .model import Alert, FeedSpec, FetchResult
+from .model import Alert, FeedSpec, FetchResult, Item, Match
 from .store import FeedState, FetchRecord, Store
 from .watchlist import Watchlist
 from .workers import MatcherFiles, Parsed, ParseJob
@@ -49,6 +50,9 @@ class PollOutcome:
     next_poll_at: datetime | None = None
     elapsed: float = 0.0
     matches: int = 0
+    fetch_seconds: float = 0.0  # the HTTP fetch (metrics.py)
+    parse_seconds: float = 0.0  # parse + match in the worker
+    topic_matches: tuple[tuple[str, int], ...] = ()  # (topic, new items matched) pairs
 
     def log_fields(self) -> dict[str, object]:
         return {"feed": self.feed.url, "status": self.status, "http": self.http_status,
@@ -73,8 +77,10 @@ class Pipeline:
 
     def __init__(self, *, fetcher: Fetcher, store: Store, watchlist: Callable[[], Watchlist],
                  executor: Executor | None = None, settings: PollSettings | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 observe: Callable[[PollOutcome], None] | None = None) -> None:
         self.fetcher = fetcher
+        self.observe = observe  # told of every poll's outcome (App: metrics.observe_poll)
         self.store = store
         self.watchlist = watchlist
         self.executor = executor
@@ -97,6 +103,8 @@ class Pipeline:
         outcome = _with(outcome, elapsed=time.monotonic() - started)
         level = logging.WARNING if outcome.status == "error" else logging.INFO
         log.log(level, "poll", extra={"fields": outcome.log_fields()})
+        if self.observe is not None:
+            self.observe(outcome)
         return outcome
 
     async def _poll(self, feed: FeedSpec, state: FeedState | None) -> PollOutcome:
@@ -115,10 +123,12 @@ class Pipeline:
         # an item whose guid this feed already gave can never be new: do not match it again
         known = frozenset() if state.first_poll else frozenset(
             await self.store.run(self.store.seen_guids, feed.url))
+        parse_started = time.monotonic()
         try:
             parsed = await self._parse(feed, result, known)
         except ParseError as exc:
             return await self._failed(feed, state.error_streak + 1, result, f"parse: {exc}")
+        parse_seconds = time.monotonic() - parse_started
         now = self.clock()
         next_at = self._next_poll(now, feed, 0, None)
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
@@ -133,7 +143,9 @@ class Pipeline:
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
                            items=len(items), new_items=claim.new, alerts=claim.alerts,
                            silent=claim.silent, skipped=parsed.feed.skipped,
-                           matches=len(parsed.matches))
+                           matches=len(parsed.matches), fetch_seconds=result.elapsed,
+                           parse_seconds=parse_seconds,
+                           topic_matches=_per_topic(parsed.matches, claim.items))
 
     async def _parse(self, feed: FeedSpec, result: FetchResult, known: frozenset[str]) -> Parsed:
         """Parse and match in the executor (another process by default): both are CPU-bound.
@@ -167,7 +179,8 @@ class Pipeline:
         now = self.clock()
         next_at = self._next_poll(now, feed, 0, None)
         await self.store.run(self.store.record, feed.url, _record(result, next_at), now=now)
-        return PollOutcome(feed, status, http_status=result.status, next_poll_at=next_at)
+        return PollOutcome(feed, status, http_status=result.status, next_poll_at=next_at,
+                           fetch_seconds=result.elapsed)
 
     async def _failed(self, feed: FeedSpec, streak: int, result: FetchResult,
                       error: str) -> PollOutcome:
@@ -179,13 +192,20 @@ class Pipeline:
         except StoreError as exc:  # recording the failure must not hide it
             log.error("store", extra={"fields": {"feed": feed.url, "error": str(exc)}})
         return PollOutcome(feed, "error", http_status=result.status, error=error,
-                           next_poll_at=next_at)
+                           next_poll_at=next_at, fetch_seconds=result.elapsed)
 
 
 def _record(result: FetchResult, next_at: datetime) -> FetchRecord:
     """A successful fetch as the feeds row keeps it."""
     return FetchRecord(result.status, next_at, None, result.etag, result.last_modified,
                        result.body_hash, result.permanent_url)
+
+
+def _per_topic(matches: Mapping[str, Sequence[Match]],
+               new: Sequence[Item]) -> tuple[tuple[str, int], ...]:
+    """How many of the items stored as new matched each topic."""
+    counts = Counter(t for i in new for t in {m.topic for m in matches.get(i.guid, ())})
+    return tuple(sorted(counts.items()))
 
 
 def _with(outcome: PollOutcome, **changes: object) -> PollOutcome:
