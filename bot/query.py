@@ -4,17 +4,31 @@
     or      := and ("OR" and)*
     and     := not ("AND"? not)*            adjacent terms mean AND
     not     := "NOT" not | near
-    near    := scoped ("NEAR/n" scoped)*     either order, at most n words between
+    near    := scoped (op scoped)*           left to right; op is one of:
+                 NEAR/n                      either order, at most n words between
+                 SENT                        both in one sentence (the title is its own)
+                 PARA                        both in one paragraph (the title is its own)
     scoped  := "title:" atom | atom
-    atom    := "(" query ")" | "phrase" | word | word* | @alias
+    atom    := "(" query ")" | phrase | word | @alias
+    phrase  := "…" | “…” | «…» | „…“ | „…” | ‘…’      (typographic quotes are quotes too)
+    word    := text | text* | ~text | ~*text  (inside a phrase as well, per word)
 
-Operators are upper case; lower-case `and`/`or`/`not` are ordinary words. A trailing `*`
-(also inside a phrase) matches any continuation of a word. Parsed with lark (LALR, exact
-error positions); no user text ever becomes a regular expression, so no ReDoS.
+A trailing `*` matches any continuation of a word (at least 3 letters before it). `~word`
+matches every inflected form of a dictionary word in Russian, Ukrainian, German, French,
+Spanish, Czech and English (bot/lemmas.py); `~*word` also matches it as the last part of
+a compound (Sekundärsanktionen for ~*Sanktion, at least 3 letters before it).
+
+Operators are upper case. A bare `and`/`or`/`not` in any other case, `NEAR5`, `NEAR 5`
+and `near/5` are errors with a did-you-mean: an operator who means the word writes it in
+quotes (`"and"`). NEAR, SENT and PARA join terms, @aliases, (a OR b) groups or each
+other, never AND/NOT. Parsed with lark (LALR, exact error positions); no user text ever
+becomes a regular expression, so no ReDoS.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Container, Mapping, Protocol, Sequence, Union
@@ -22,6 +36,7 @@ from typing import Container, Mapping, Protocol, Sequence, Union
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from . import lemmas
 from .errors import QuerySyntaxError
 from .text import is_cjk, words
 
@@ -31,7 +46,7 @@ _GRAMMAR = r"""
 ?and_expr: not_expr (_AND? not_expr)*
 ?not_expr: _NOT not_expr -> not_
          | near_expr
-?near_expr: scoped (NEAR scoped)*
+?near_expr: scoped ((NEAR | SENT | PARA) scoped)*
 ?scoped: TITLE atom -> scope
        | atom
 ?atom: _LPAR or_expr _RPAR
@@ -45,10 +60,12 @@ _NOT: "NOT"
 _LPAR: "("
 _RPAR: ")"
 NEAR.3: /NEAR\/[0-9]+(?![^\s"()])/
+SENT.3: /SENT(?![^\s"()])/
+PARA.3: /PARA(?![^\s"()])/
 TITLE.3: /title:(?=[^\s)])/
-PHRASE: /"[^"]*"/
+PHRASE.2: /"[^"]*"|“[^“”]*”|«[^«»]*»|„[^„“”]*[“”]|‘[^‘’]*’/
 ALIAS: /@[A-Za-z0-9_][A-Za-z0-9_.-]*/
-WORD: /[^\s"()@][^\s"()]*/
+WORD: /[^\s"()@“«„‘][^\s"()]*/
 %import common.WS
 %ignore WS
 """
@@ -103,12 +120,21 @@ class Near:
 
 
 @dataclass(frozen=True, slots=True)
+class Within:
+    """Both sides in one sentence (unit "SENT") or one paragraph ("PARA")."""
+
+    left: "Node"
+    right: "Node"
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scope:
     field: str  # "title"
     child: "Node"
 
 
-Node = Union[Term, Alias, Not, And, Or, Near, Scope]
+Node = Union[Term, Alias, Not, And, Or, Near, Within, Scope]
 
 
 def to_text(node: Node) -> str:
@@ -123,6 +149,8 @@ def to_text(node: Node) -> str:
         return " OR ".join(_wrap(c) for c in node.children)
     if isinstance(node, Near):
         return f"{_wrap(node.left)} NEAR/{node.distance} {_wrap(node.right)}"
+    if isinstance(node, Within):
+        return f"{_wrap(node.left)} {node.unit} {_wrap(node.right)}"
     if isinstance(node, Scope):
         return f"{node.field}:{_wrap(node.child)}"
     raise TypeError(node)
@@ -135,10 +163,21 @@ def _wrap(node: Node) -> str:
 # ---------------------------------------------------------------- parsing
 
 
+LEMMA, COMPOUND = "~", "~*"  # part kinds beside False (exact) and True (trailing *)
+
+
 def make_term(raw: str, quoted: bool, pos: int = 0, query: str = "") -> Term:
-    """Fold a word or phrase into parts, rejecting wildcards other than a trailing *."""
-    parts: list[tuple[str, bool]] = []
+    """Fold a word or phrase into parts, rejecting wildcards other than a trailing *.
+
+    A part is (folded word, kind): kind False matches the word, True any continuation of
+    it, LEMMA its inflected forms, COMPOUND those forms also as a compound's last part.
+    """
+    parts: list[tuple[str, bool | str]] = []
     for chunk in raw.split():
+        if chunk.startswith("~"):
+            parts.append(_lemma_part(chunk, pos + raw.find(chunk) + (1 if quoted else 0),
+                                     query or raw))
+            continue
         prefix = chunk.endswith("*")
         stem = chunk[:-1] if prefix else chunk
         if "*" in stem:
@@ -162,6 +201,20 @@ def make_term(raw: str, quoted: bool, pos: int = 0, query: str = "") -> Term:
     return Term(raw, quoted, tuple(parts))
 
 
+def _lemma_part(chunk: str, at: int, query: str) -> tuple[str, str]:
+    """(folded word, LEMMA or COMPOUND) for `~word` / `~*word`."""
+    kind = COMPOUND if chunk.startswith("~*") else LEMMA
+    word = chunk[len(kind):]
+    folded = words(word)
+    if "*" in word or "~" in word or len(folded) != 1:
+        raise QuerySyntaxError(f"{chunk!r}: ~ takes one dictionary word, e.g. ~встреча "
+                               "(no * after it, no dash or space inside)", query, at)
+    if lemmas.script(word) is None:
+        raise QuerySyntaxError(f"{chunk!r}: ~ works for words in Latin or Cyrillic letters "
+                               "(Chinese has no inflection to expand)", query, at)
+    return folded[0], kind
+
+
 class _Build(Transformer):
     def __init__(self, query: str) -> None:
         super().__init__()
@@ -169,6 +222,7 @@ class _Build(Transformer):
 
     def word(self, items: list[Token]) -> Term:
         tok = items[0]
+        _operator_typo(str(tok), tok.start_pos, self.query)
         if str(tok) == "NEAR" or str(tok).startswith("NEAR/"):
             raise QuerySyntaxError("NEAR needs a distance, e.g. NEAR/5", self.query, tok.start_pos)
         if str(tok).lower() == "title:":
@@ -195,15 +249,39 @@ class _Build(Transformer):
     def scope(self, items: list) -> Scope:
         return Scope(str(items[0])[:-1], items[1])
 
-    def near_expr(self, items: list) -> Near:
+    def near_expr(self, items: list) -> Near | Within:
         node = items[0]
         for op, right in zip(items[1::2], items[2::2]):
+            if op.type in ("SENT", "PARA"):
+                node = Within(node, right, op.type)
+                continue
             n = int(str(op).split("/")[1])
             if n > MAX_NEAR:
                 raise QuerySyntaxError(f"NEAR distance {n} is larger than {MAX_NEAR}",
                                        self.query, op.start_pos)
             node = Near(node, right, n)
         return node
+
+
+_NEAR_TYPO = re.compile(r"near/?(\d+)", re.IGNORECASE)
+_BOOLEANS = ("and", "or", "not")
+
+
+def _operator_typo(text: str, pos: int, query: str) -> None:
+    """Refuse a word that is an operator mistyped: it would silently be searched for."""
+    quoted = f'"{text}"'
+    if text.lower() in _BOOLEANS:
+        raise QuerySyntaxError(
+            f"{text!r} is a word here: did you mean the operator {text.upper()}? "
+            f"(to search for the word, write it in quotes: {quoted})", query, pos)
+    typo = _NEAR_TYPO.fullmatch(text)
+    if typo:
+        raise QuerySyntaxError(f"did you mean NEAR/{typo.group(1)}? (to search for the word, "
+                               f"write it in quotes: {quoted})", query, pos)
+    following = re.match(r"\s+(\d+)(?![^\s\"()])", query[pos + len(text):])
+    if text == "NEAR" and following:
+        raise QuerySyntaxError(f"did you mean NEAR/{following.group(1)}? (no space before "
+                               "the distance)", query, pos)
 
 
 @lru_cache(maxsize=1)
@@ -213,7 +291,7 @@ def _parser() -> Lark:
 
 _TOKEN_NAMES = {
     "_OR": "OR", "_AND": "AND", "_NOT": "NOT", "_RPAR": "')'", "_LPAR": "'('",
-    "NEAR": "NEAR/n", "TITLE": "title:", "$END": "end of query",
+    "NEAR": "NEAR/n", "SENT": "SENT", "PARA": "PARA", "TITLE": "title:", "$END": "end of query",
 }
 
 
@@ -241,11 +319,15 @@ def _syntax_error(exc: UnexpectedInput, query: str) -> QuerySyntaxError:
     if isinstance(exc, UnexpectedEOF) or (
         isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
     ):
+        left_open = _unclosed_paren(query)
+        if left_open is not None:
+            return QuerySyntaxError("'(' is never closed (add the ')' that ends this group)",
+                                    query, left_open)
         return QuerySyntaxError("query ends too early (missing term or ')')", query, len(query))
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
-    if tok.type == "NEAR":
-        msg = "NEAR/n needs a term on each side"
+    if tok.type in ("NEAR", "SENT", "PARA"):
+        msg = f"{_TOKEN_NAMES[tok.type]} needs a term on each side"
     elif tok.type == "_RPAR":
         before = query[: tok.start_pos].rstrip()
         msg = "empty parentheses" if before.endswith("(") else "unbalanced ')'"
@@ -255,16 +337,46 @@ def _syntax_error(exc: UnexpectedInput, query: str) -> QuerySyntaxError:
     return QuerySyntaxError(msg, query, tok.start_pos)
 
 
+def _unclosed_paren(query: str) -> int | None:
+    """The offset of the innermost '(' that no ')' closes, quotes respected."""
+    stack: list[int] = []
+    try:
+        for tok in _parser().lex(query):
+            if tok.type == "_LPAR":
+                stack.append(tok.start_pos)
+            elif tok.type == "_RPAR" and stack:
+                stack.pop()
+    except UnexpectedInput:
+        return None
+    return stack[-1] if stack else None
+
+
+def alias_hint(name: str, known) -> str:
+    """The closest alias names to a mistyped one, as a short hint."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join("@" + c for c in close) + "?"
+    if not known:
+        return "no alias is defined"
+    if len(known) <= 8:
+        return "known: " + ", ".join("@" + a for a in sorted(known))
+    return f"none of the {len(known)} aliases is close"
+
+
 # ---------------------------------------------------------------- compilation
 
 
 @dataclass(frozen=True, slots=True)
 class CTerm:
-    """A compiled term: folded parts plus the field it is limited to (None: any)."""
+    """A compiled term: folded parts plus the field it is limited to (None: any).
 
-    parts: tuple[tuple[str, bool], ...]
+    forms: per part, the folded inflected forms of a ~word part (None for other parts).
+    """
+
+    parts: tuple[tuple[str, bool | str], ...]
     label: str
     scope: str | None = None
+    forms: tuple[frozenset[str] | None, ...] = field(default=(), compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +385,7 @@ class Compiled:
 
     source: str
     tree: tuple  # ("t", i) | ("not", x) | ("and", xs) | ("or", xs) | ("near", a, b, n)
+    #              | ("sent", a, b) | ("para", a, b)
     terms: tuple[CTerm, ...]
 
 
@@ -296,6 +409,8 @@ def alias_terms(name: str, aliases: Mapping[str, Sequence[str]],
 def compile_query(source: str, aliases: Mapping[str, Sequence[str]] | None = None) -> Compiled:
     """Parse and compile; raises QuerySyntaxError for syntax, alias and structure problems."""
     node = parse(source)
+    lemmas.prepare(lemmas.words_in([source, *(e for group in (aliases or {}).values()
+                                              for e in group)]))
     terms: dict[CTerm, int] = {}
     tree = _compile(node, aliases or {}, terms, None, source)
     if not _anchored(tree):
@@ -305,20 +420,48 @@ def compile_query(source: str, aliases: Mapping[str, Sequence[str]] | None = Non
     return Compiled(source, tree, tuple(terms))
 
 
+def compiled_term(term: Term, scope: str | None = None) -> CTerm:
+    """A term with the forms of its ~words looked up; raises ValueError for an unknown word."""
+    if not any(kind in (LEMMA, COMPOUND) for _, kind in term.parts):
+        return CTerm(term.parts, str(term), scope)
+    written = iter(c.lstrip("~*") for c in term.raw.split() if c.startswith("~"))
+    forms = []
+    for folded, kind in term.parts:
+        if kind not in (LEMMA, COMPOUND):
+            forms.append(None)
+            continue
+        word = next(written)
+        found = lemmas.lookup(word)
+        if not found.forms:
+            langs = "/".join(lemmas.LANGUAGES[lemmas.script(word) or "latin"])
+            if found.lemma_of:
+                hint = " or ".join("~" + w for w in sorted(found.lemma_of)[:3])
+                raise ValueError(f"~{word} is an inflected form, not a dictionary word: "
+                                 f"did you mean {hint}?")
+            raise ValueError(f"~{word} is not in the {langs} dictionaries; write {word}* or "
+                             "list its forms")
+        forms.append(frozenset(found.forms))
+    return CTerm(term.parts, str(term), scope, tuple(forms))
+
+
 def _compile(node: Node, aliases, terms: dict, scope: str | None, src: str) -> tuple:
     if isinstance(node, Term):
-        return ("t", terms.setdefault(CTerm(node.parts, str(node), scope), len(terms)))
+        try:
+            cterm = compiled_term(node, scope)
+        except ValueError as exc:
+            raise QuerySyntaxError(str(exc), src, max(src.find(node.raw), 0)) from None
+        return ("t", terms.setdefault(cterm, len(terms)))
     if isinstance(node, Alias):
+        at = max(src.find("@" + node.name), 0)
         try:
             group = alias_terms(node.name, aliases)
+            cterms = [compiled_term(t, scope) for t in group]
         except KeyError as exc:
-            known = ", ".join("@" + a for a in sorted(aliases)) or "none defined"
-            raise QuerySyntaxError(f"unknown alias @{exc.args[0]} (known: {known})",
-                                   src, max(src.find("@" + node.name), 0)) from None
+            raise QuerySyntaxError(f"unknown alias @{exc.args[0]} "
+                                   f"({alias_hint(exc.args[0], aliases)})", src, at) from None
         except (ValueError, QuerySyntaxError) as exc:
-            raise QuerySyntaxError(f"alias @{node.name}: {exc}", src,
-                                   max(src.find("@" + node.name), 0)) from None
-        kids = [("t", terms.setdefault(CTerm(t.parts, str(t), scope), len(terms))) for t in group]
+            raise QuerySyntaxError(f"alias @{node.name}: {exc}", src, at) from None
+        kids = [("t", terms.setdefault(t, len(terms))) for t in cterms]
         return kids[0] if len(kids) == 1 else ("or", tuple(kids))
     if isinstance(node, Scope):
         return _compile(node.child, aliases, terms, node.field, src)
@@ -336,7 +479,19 @@ def _compile(node: Node, aliases, terms: dict, scope: str | None, src: str) -> t
                     "NEAR joins terms, @aliases or (a OR b) groups, not AND/NOT",
                     src, max(src.find("NEAR/"), 0))
         return ("near", left, right, node.distance)
+    if isinstance(node, Within):
+        left = _compile(node.left, aliases, terms, scope, src)
+        right = _compile(node.right, aliases, terms, scope, src)
+        for side in (left, right):
+            if not _positional(side):
+                raise QuerySyntaxError(
+                    f"{node.unit} joins terms, @aliases or (a OR b) groups, not AND/NOT",
+                    src, max(src.find(node.unit), 0))
+        return (node.unit.lower(), left, right)
     raise TypeError(node)
+
+
+_PAIRS = ("near", "sent", "para")
 
 
 def _positional(tree: tuple) -> bool:
@@ -344,13 +499,13 @@ def _positional(tree: tuple) -> bool:
         return True
     if tree[0] == "or":
         return all(_positional(c) for c in tree[1])
-    return tree[0] == "near"
+    return tree[0] in _PAIRS
 
 
 def _anchored(tree: tuple) -> bool:
     """True when every way to satisfy the tree needs some positive term to occur."""
     kind = tree[0]
-    if kind in ("t", "near"):
+    if kind == "t" or kind in _PAIRS:
         return True
     if kind == "not":
         return False
@@ -370,7 +525,7 @@ def anchor_terms(tree: tuple, terms: Sequence[CTerm]) -> frozenset[int]:
         return frozenset((tree[1],))
     if kind == "or":
         return frozenset().union(*(anchor_terms(c, terms) for c in tree[1]))
-    if kind == "near":
+    if kind in _PAIRS:
         sides = (anchor_terms(tree[1], terms), anchor_terms(tree[2], terms))
         return min(sides, key=lambda a: _cost(a, terms))
     if kind == "and":
@@ -397,9 +552,12 @@ Occ = tuple[int, int, int, int]  # (field index, first token, end token, term in
 
 
 class TermFinder(Protocol):
-    """A document as evaluate sees it: where each term occurs, as (field, start, end)."""
+    """A document as evaluate sees it: where each term occurs, as (field, start, end), and
+    which sentence ("sent") or paragraph ("para") a token of a field belongs to."""
 
     def find(self, term: CTerm) -> list[tuple[int, int, int]]: ...
+
+    def unit(self, field: int, token: int, kind: str) -> int: ...
 
 
 def evaluate(q: Compiled, doc: TermFinder,
@@ -446,7 +604,8 @@ def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
 
 def _near(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
           present: Container[int] | None) -> tuple[bool, list[Occ]]:
-    _, left, right, n = tree
+    kind, left, right = tree[0], tree[1], tree[2]
+    n = tree[3] if kind == "near" else 0
     ok_l, occ_l = _eval(left, terms, doc, present)
     if not ok_l:
         return False, []
@@ -456,10 +615,18 @@ def _near(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
     used: dict[Occ, None] = {}
     for a in occ_l:
         for b in occ_r:
-            if a[0] == b[0] and _gap(a, b) is not None and _gap(a, b) <= n:
+            if a[0] != b[0] or (gap := _gap(a, b)) is None:
+                continue
+            if gap <= n if kind == "near" else _one_unit(doc, kind, a, b):
                 used.setdefault(a, None)
                 used.setdefault(b, None)
     return bool(used), list(used)
+
+
+def _one_unit(doc: TermFinder, kind: str, a: Occ, b: Occ) -> bool:
+    """Both occurrences (each from its first to its last token) in one sentence/paragraph."""
+    first = doc.unit(a[0], a[1], kind)
+    return all(doc.unit(a[0], t, kind) == first for t in (a[2] - 1, b[1], b[2] - 1))
 
 
 def _gap(a: Occ, b: Occ) -> int | None:

@@ -21,8 +21,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import QuerySyntaxError, WatchlistError
+from .lemmas import prepare as prepare_lemmas, words_in as lemma_words
 from .model import FeedSpec, Topic
-from .query import alias_terms, compile_query, make_term
+from .query import alias_hint, alias_terms, compile_query, make_term
 from .text import is_cjk
 
 FEEDS_FILE = "feeds.yaml"
@@ -347,6 +348,8 @@ def load_watchlist(directory: str | Path) -> Watchlist:
     feeds = _load_feeds(directory, docs, problems)
     topic_docs = _topic_docs(docs)
     aliases, broken = _collect_aliases(topic_docs)
+    prepare_lemmas(lemma_words([*(e for v in aliases.values() for e in v), *(  # one pass
+        str(t.get("query")) for _, m in topic_docs for t in m.topics if isinstance(t, dict))]))
     topics = _load_topics(topic_docs, aliases, broken, feeds)
     if problems:
         raise WatchlistError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
@@ -428,7 +431,8 @@ def _check_alias(doc: _Located, name: str, entries: list[str], aliases) -> bool:
             else:
                 make_term(entry, True)
         except KeyError as exc:
-            doc.at(("aliases", name, i), f"alias @{name}: unknown alias @{exc.args[0]}")
+            doc.at(("aliases", name, i), f"alias @{name}: unknown alias @{exc.args[0]} "
+                                         f"({alias_hint(exc.args[0], aliases)})")
             ok = False
         except (ValueError, QuerySyntaxError) as exc:
             doc.at(("aliases", name, i), f"alias @{name}: {exc}")

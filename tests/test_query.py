@@ -58,7 +58,7 @@ CASES = [
     ("(Xi OR Putin) AND summit", "Modi summit in Delhi", "", None),
     ("NOT Iran AND sanctions", "Sanctions widen", "", ["Sanctions"]),
     ("a1 OR (b2 AND c3)", "b2 and c3", "", ["b2", "c3"]),
-    ("lowercase and or not", "lowercase and or not", "", ["lowercase", "and", "or", "not"]),
+    ('lowercase "and" "or" "not"', "lowercase and or not", "", ["lowercase", "and", "or", "not"]),
     # wildcards
     ("sanction*", "Sanctioned firms listed", "", ["Sanctioned"]),
     ("sanction*", "Sanction-busting network", "", ["Sanction"]),
@@ -161,7 +161,7 @@ def test_parse_builds_the_ast(query: str, ast) -> None:
 
 @pytest.mark.parametrize(("query", "message", "pos"), [
     ("", "empty query", 0),
-    ("(a", "query ends too early (missing term or ')')", 2),
+    ("(a", "'(' is never closed (add the ')' that ends this group)", 0),
     ("a)", "unbalanced ')'", 1),
     ("()", "empty parentheses", 1),
     ("a OR OR b", "unexpected OR", 5),
@@ -187,6 +187,7 @@ def test_syntax_errors_point_at_the_character(query: str, message: str, pos: int
     ("NOT Iran", "query can match without any positive term"),
     ("a OR NOT b", "query can match without any positive term"),
     ("@nope", "unknown alias @nope (known: @leaders, @pos2, @xi)"),
+    ("@pos3", "unknown alias @pos3 (did you mean @pos2?)"),
     ("(a AND b) NEAR/3 c", "NEAR joins terms, @aliases or (a OR b) groups, not AND/NOT"),
 ])
 def test_compile_errors(query: str, message: str) -> None:

@@ -71,12 +71,13 @@ BROKEN = [
     ("duplicate topic id", TOPICS + TOPICS.split("topics:\n")[1], None,
      ["topics.yaml:10:9: duplicate topic id 'power-of-siberia-2' (first at topics.yaml:4)"]),
     ("unknown alias", TOPICS.replace("@pos2 OR", "@pos3 OR"), None,
-     ["topics.yaml:6:13: topic 'power-of-siberia-2': query: unknown alias @pos3 (known: @pos2)\n"
+     ["topics.yaml:6:13: topic 'power-of-siberia-2': query: unknown alias @pos3 "
+      "(did you mean @pos2?)\n"
       "    @pos3 OR (\"Power of Siberia\" NEAR/8 financ*)\n    ^"]),
     ("query syntax error points at the character", TOPICS.replace("financ*)'", "financ*'"), None,
-     ["topics.yaml:6:56: topic 'power-of-siberia-2': query: query ends too early "
-      "(missing term or ')')\n    @pos2 OR (\"Power of Siberia\" NEAR/8 financ*\n"
-      "    " + " " * 43 + "^"]),
+     ["topics.yaml:6:22: topic 'power-of-siberia-2': query: '(' is never closed "
+      "(add the ')' that ends this group)\n    @pos2 OR (\"Power of Siberia\" NEAR/8 financ*\n"
+      "    " + " " * 9 + "^"]),
     ("error inside a folded block query",
      "topics:\n  - id: x\n    title: X\n    query: >\n      sanctions AND\n      (Iran OR OR b)\n",
      None, ["topics.yaml:6:16: topic 'x': query: unexpected OR\n"
@@ -92,7 +93,7 @@ BROKEN = [
      ["topics.yaml:6:12: topic 'power-of-siberia-2': query: query can match without any "
       "positive term (it only excludes); add a term to find\n    NOT Iran\n    ^"]),
     ("alias refers to unknown alias", TOPICS.replace('"西伯利亚力量2号"', '"@nope"'), None,
-     ["topics.yaml:2:49: alias @pos2: unknown alias @nope"]),
+     ["topics.yaml:2:49: alias @pos2: unknown alias @nope (known: @pos2)"]),
     ("search language without a usable phrase", TOPICS.replace("[en, ru]", "[en, ru, zh, de]")
      .replace('"西伯利亚力量2号", ', ""), None,
      ["topics.yaml:9:13: search: no phrase of topic 'power-of-siberia-2' suits language 'zh' "
