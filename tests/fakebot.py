@@ -85,6 +85,7 @@ CALLBACK_DATA_LIMIT = 64  # bytes
 PER_CHAT_BUCKET = (3.0, 1.0)
 GLOBAL_BUCKET = (30.0, 30.0)
 GROUP_BUCKET = (20.0, 20.0 / 60.0)
+_EPSILON = 1e-9  # float dust: 20 - 29 + 29/3 tokens must read as 2/3, not 0.66666666664
 
 METHODS = (
     "getMe", "sendMessage", "sendPhoto", "editMessageText", "editMessageReplyMarkup",
@@ -581,7 +582,8 @@ class TokenBucket:
         """Seconds until one token is there (0 if one is there now)."""
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        missing = 1 - self.tokens
+        return 0.0 if missing <= _EPSILON else missing / self.rate
 
     def take(self) -> None:
         self.tokens -= 1
@@ -621,10 +623,11 @@ class FakeBotAPI:
         self._open_queries: dict[str, tuple[int, int]] = {}
         self._answers: list[dict] = []
         self._commands: dict[tuple[str, str], list[dict]] = {}
-        self._files: set[str] = set()
+        self._files: dict[str, list[dict]] = {}  # file_id -> the photo's sizes
         self._allowed = _DEFAULT_UPDATES
         self._webhook = ""
         self._poll_generation = 0
+        self._polls_waiting = 0
         self._buckets: dict[object, TokenBucket] = {}
         self._too_many = 0
         self._methods: dict[str, tuple[str, Callable[[dict], Any]]] = {
@@ -871,6 +874,12 @@ class FakeBotAPI:
         """429s the strict limits answered (injected retry_after faults not counted)."""
         with self._cond:
             return self._too_many
+
+    @property
+    def polls_waiting(self) -> int:
+        """getUpdates requests held open right now (long polling)."""
+        with self._cond:
+            return self._polls_waiting
 
     @property
     def pending_updates(self) -> list[dict]:
@@ -1154,7 +1163,7 @@ class FakeBotAPI:
         wait = max(b.wait(now) for b in buckets)
         if wait > 0:
             self._too_many += 1
-            retry = max(1, math.ceil(wait))
+            retry = max(1, math.ceil(wait - _EPSILON))
             raise ApiError(429, f"Too Many Requests: retry after {retry}",
                            {"retry_after": retry})
         for bucket in buckets:
@@ -1221,27 +1230,30 @@ class FakeBotAPI:
     def _photo_sizes(self, photo: object) -> list[dict]:
         if photo in (None, ""):
             raise _bad("there is no photo in the request")
+        if isinstance(photo, str) and photo in self._files:
+            return copy.deepcopy(self._files[photo])  # a file sent before: the same sizes
         if isinstance(photo, Upload):
             if not photo.data:
                 raise _bad("file must be non-empty")
             digest = hashlib.sha1(photo.data).hexdigest()
             width, height = _png_size(photo.data) or (800, 600)
-        elif isinstance(photo, str) and (photo in self._files
-                                          or photo.startswith(("http://", "https://"))):
-            digest, (width, height) = hashlib.sha1(photo.encode()).hexdigest(), (800, 600)
+            size = len(photo.data)
+        elif isinstance(photo, str) and photo.startswith(("http://", "https://")):
+            digest, (width, height), size = hashlib.sha1(photo.encode()).hexdigest(), (800, 600), 0
         else:
             raise _bad("wrong file identifier/HTTP URL specified")
         file_id = f"AgACAgIAAxk{digest[:40]}"
-        self._files.add(file_id)
         scale = min(1.0, 90 / max(width, height))
-        return [
+        sizes = [
             {"file_id": f"{file_id}-s", "file_unique_id": f"AQAD{digest[:10]}s",
              "file_size": 1200, "width": max(1, int(width * scale)),
              "height": max(1, int(height * scale))},
             {"file_id": file_id, "file_unique_id": f"AQAD{digest[:10]}",
-             "file_size": len(photo.data) if isinstance(photo, Upload) else 50_000,
-             "width": width, "height": height},
+             "file_size": size or 50_000, "width": width, "height": height},
         ]
+        for item in sizes:
+            self._files[item["file_id"]] = sizes
+        return copy.deepcopy(sizes)
 
     def _edit_message_text(self, params: dict) -> dict:
         chat, message = self._bot_message(params, "message to edit not found")
@@ -1319,7 +1331,12 @@ class FakeBotAPI:
             remaining = deadline - time.monotonic()
             if self._updates or remaining <= 0 or self._stopping.is_set():
                 return copy.deepcopy(self._updates[:limit])
-            self._cond.wait(remaining)
+            self._polls_waiting += 1
+            self._cond.notify_all()
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._polls_waiting -= 1
 
     def _set_my_commands(self, params: dict) -> bool:
         commands = _json(params, "commands")
@@ -1496,6 +1513,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body leave in two writes; without this, Nagle and the client's delayed
+        # ACK hold every answer back ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.api._cond:
             self.server.api._connections.add(self.connection)
 

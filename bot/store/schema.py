@@ -206,3 +206,62 @@ chat_moves = sa.Table(
     sa.Column("new_chat", sa.Text, nullable=False),
     sa.Column("moved_at", UTCDateTime, nullable=False),
 )
+
+# ---------------------------------------------------------------- stories (migration 0003)
+
+STORY_HOWS = ("first", "url", "copy", "report")
+
+# One row per story of a topic: opened by the first matched item that no open story took.
+stories = sa.Table(
+    "stories",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),  # the first item's article URL, else "item:<id>"
+    sa.Column("item_id", ID, nullable=False),  # the first item (no FK: items are pruned apart)
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # the first item's outlet
+    sa.Column("lang", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),  # when an item last joined it
+    sa.Column("item_count", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("topic", "key"),
+    sa.Index(None, "topic", "created_at"),
+    sa.Index(None, "updated_at"),
+)
+
+# Which story each matched item joined, and why (one row per item and topic).
+story_items = sa.Table(
+    "story_items",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("story_id", ID, sa.ForeignKey("stories.id"), nullable=False, index=True),
+    sa.Column("item_id", ID, nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("how", sa.String(8), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # the outlet (behind a news search's link)
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("joined_at", UTCDateTime, nullable=False, index=True),
+    sa.UniqueConstraint("item_id", "topic"),
+    sa.CheckConstraint("how IN ('first', 'url', 'copy', 'report')", name="how"),
+)
+
+# Coverage surges detected (the surge alert is an outbox row of topic "surge:<topic>").
+surges = sa.Table(
+    "surges",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("detected_at", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),  # the end of its cool-down
+    sa.Column("recent", sa.Integer, nullable=False),  # new stories in the recent window
+    sa.Column("baseline", sa.Float, nullable=False),  # the usual number in such a window
+    sa.Column("stories", sa.Text, nullable=False),  # JSON: [{story, title, url, source, outlets}]
+    sa.Index(None, "topic", "detected_at"),
+)
+
+# One alert per (destination, topic, story): the outbox's own guard against a story alerted twice.
+sa.Index("uq_alerts_destination_topic_story_id", alerts.c.destination, alerts.c.topic,
+         alerts.c.story_id, unique=True)
