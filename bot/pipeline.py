@@ -24,6 +24,7 @@ from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
 from .model import Alert, FeedSpec, FetchResult, Item, Match
 from .store import FeedState, FetchRecord, Store
+from .stories import StoryIndex
 from .watchlist import Watchlist
 from .workers import MatcherFiles, Parsed, ParseJob
 
@@ -87,6 +88,9 @@ class Pipeline:
         self.settings = settings or PollSettings()
         self.clock = clock
         self.matchers = MatcherFiles()  # the current matcher, handed to the parse workers
+        # open stories of the last 72 h: rebuilt from the store by the first claim, then kept
+        # up to date by each claim (stories.py, store/stories.py)
+        self.stories = StoryIndex()
 
     def close(self) -> None:
         """Remove the files handed to the workers."""
@@ -137,7 +141,7 @@ class Pipeline:
             claim = await self.store.run(
                 self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
                 destinations=tuple(self.settings.destinations), fetch=_record(result, next_at),
-                known=known)
+                known=known, stories=self.stories)
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,

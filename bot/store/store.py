@@ -28,9 +28,10 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import StoreError
 from ..model import Alert, FeedSpec, Hit, Item, Match
-from ..stories import title_fingerprint
+from ..stories import StoryIndex, title_fingerprint
 from .deliveries import DeliveryStore
 from .subscribers import SubscriberStore
+from .stories import StoryStore
 from .schema import UTCDateTime, alerts, deliveries, feeds, items, matches
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
@@ -145,7 +146,7 @@ class PruneResult:
 # ---------------------------------------------------------------- the store
 
 
-class Store(DeliveryStore, SubscriberStore):
+class Store(DeliveryStore, SubscriberStore, StoryStore):
     """veille's state; build it with Store.open(url)."""
 
     def __init__(self, engine: sa.Engine, *, serialize: bool = False) -> None:
@@ -253,6 +254,7 @@ class Store(DeliveryStore, SubscriberStore):
         source_key: str | None = None,
         fetch: FetchRecord | None = None,
         known: Collection[str] = (),
+        stories: StoryIndex | None = None,
     ) -> ClaimResult:
         """Store the items never seen before, their matches, and their alerts, atomically.
 
@@ -260,16 +262,32 @@ class Store(DeliveryStore, SubscriberStore):
         undated, when there is a cutoff) is recorded without alerts. `fetch`, when given, is
         recorded in the same transaction (what record() would do). `known`: guids this feed is
         known to have given already (seen_guids): not offered again, only marked seen.
+        `stories`, when given, puts each new matched item in a story (stories.py) and alerts
+        only on the items that open one: one alert per (destination, topic, story).
         """
         batch = _first_per_guid(items)
         offered = [i for i in batch if i.guid not in known] if known else batch
+        told: list[tuple[str, str]] = []  # what the story index was told, undone on rollback
+        try:
+            return self._claim(declared_url, batch, offered, matches, now, alert_cutoff,
+                               destinations, source_key, fetch, stories, told)
+        except BaseException:
+            for topic, key in told if stories is not None else ():
+                stories.remove(topic, key)
+            raise
+
+    def _claim(self, declared_url: str, batch: list[Item], offered: list[Item],
+               matches: Mapping[str, Sequence[Match]], now: datetime,
+               alert_cutoff: datetime | None, destinations: Sequence[str],
+               source_key: str | None, fetch: FetchRecord | None,
+               index: StoryIndex | None, told: list[tuple[str, str]]) -> ClaimResult:
         with self._tx("claiming items") as conn:
             feed_id = _lock_feed(conn, declared_url, now, fetch)
             ids = self._insert_items(conn, feed_id, source_key or declared_url, offered, now)
             _touch_seen(conn, feed_id, [i for i in batch if i.guid not in ids], now)
             fresh = [i for i in batch if i.guid in ids]
             queued, silent = self._queue(
-                conn, fresh, ids, matches, now, alert_cutoff, destinations
+                conn, fresh, ids, matches, now, alert_cutoff, destinations, index, told
             )
             if fresh:
                 conn.execute(_COUNT_ITEMS, {"c_id": feed_id, "c_new": len(fresh)})
@@ -313,25 +331,37 @@ class Store(DeliveryStore, SubscriberStore):
         now: datetime,
         cutoff: datetime | None,
         destinations: Sequence[str],
+        index: StoryIndex | None = None,
+        told: list[tuple[str, str]] | None = None,
     ) -> tuple[list[Alert], int]:
-        """Insert the matches of new items and one pending alert per (destination, topic)."""
-        match_rows, wanted, silent = [], [], 0
+        """Insert the matches of new items and one pending alert per (destination, topic),
+        or, with a story index, per (destination, topic, story) for the items opening one."""
+        match_rows, wanted, silent, pairs = [], [], 0, []
         for item in fresh:
             found = _one_per_topic(matches_.get(item.guid, ()))
             match_rows += [_match_row(ids[item.guid], m) for m in found]
+            pairs += [(item, m) for m in found]
             if found and not _alertable(item, cutoff):
                 silent += 1
                 continue
             wanted += [(item, m, d) for m in found for d in destinations]
         if match_rows:
             conn.execute(_INSERT_MATCHES, match_rows)
+        story: dict[tuple[str, str], str | None] = {}
+        if index is not None:  # silent items open or join stories too: later copies stay quiet
+            placed = self._place_stories(conn, pairs, ids, index, now,
+                                         told if told is not None else [])
+            wanted = [(i, m, d) for i, m, d in wanted if placed[(i.guid, m.topic)].opened]
+            story = {k: p.story for k, p in placed.items()}
         if not wanted:
             return [], silent
-        rows = [_alert_row(ids[i.guid], m.topic, d, now) for i, m, d in wanted]
+        rows = [_alert_row(ids[i.guid], m.topic, d, now, story.get((i.guid, m.topic)))
+                for i, m, d in wanted]
         got = {(r.item_id, r.topic, r.destination): r.id
                for r in conn.execute(_INSERT_ALERTS, rows)}
         return [
-            Alert(m.topic, i, m, destination=d, id=got[(ids[i.guid], m.topic, d)])
+            Alert(m.topic, i, m, destination=d, story=story.get((i.guid, m.topic)),
+                  id=got[(ids[i.guid], m.topic, d)])
             for i, m, d in wanted
         ], silent
 
@@ -417,6 +447,7 @@ class Store(DeliveryStore, SubscriberStore):
             a = conn.execute(sa.delete(alerts).where(alerts.c.item_id.in_(doomed))).rowcount
             m = conn.execute(sa.delete(matches).where(matches.c.item_id.in_(doomed))).rowcount
             i = conn.execute(sa.delete(items).where(items.c.id.in_(doomed))).rowcount
+        self.prune_stories(before=before)  # stories no item joined within the retention
         return PruneResult(items=i, matches=m, alerts=a)
 
     # ------------------------------------------------------------ operators
@@ -751,11 +782,13 @@ def _match_row(item_id: int, match: Match) -> dict[str, Any]:
     }
 
 
-def _alert_row(item_id: int, topic: str, destination: str, now: datetime) -> dict[str, Any]:
+def _alert_row(item_id: int, topic: str, destination: str, now: datetime,
+               story: str | None = None) -> dict[str, Any]:
     return {
         "item_id": item_id,
         "topic": topic,
         "destination": destination,
+        "story_id": story,
         "status": "pending",
         "attempts": 0,
         "created_at": now,
