@@ -225,6 +225,7 @@ class Signature:
     key: str  # unique per (item, topic): "<item id or guid>:<topic>"
     topic: str
     url: str  # canonical URL of the article (behind a news-search redirect when known)
+    link: str  # the link to show: the outlet's own when a news search's redirect names it
     outlet: str
     title: str
     lang: str
@@ -251,7 +252,8 @@ def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> S
     terms = {w for t in (match.terms if match else ()) for w in _units(t)}
     title_units = _units(title)
     return Signature(
-        key=key, topic=match.topic if match else "", url=url, outlet=outlet, title=title,
+        key=key, topic=match.topic if match else "", url=url, link=target, outlet=outlet,
+        title=title,
         lang=(item.lang or "").split("-")[0].lower(), when=item.published or when,
         title_units=frozenset(_title_shingles(title_units)),
         lead_shingles=frozenset(_ngrams(_units(lead), 3)),
