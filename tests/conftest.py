@@ -6,6 +6,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -16,16 +17,44 @@ PG_URL = os.environ.get("VEILLE_TEST_POSTGRES_URL", "postgresql+psycopg://postgr
 pytest_plugins = ["tests.feedserver"]
 
 
+CORPUS_MISSING = f"real feed corpus not found at {CORPUS} (set VEILLE_CORPUS)"
+PG_MISSING = f"PostgreSQL unreachable at {PG_URL} (set VEILLE_TEST_POSTGRES_URL)"
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Skip for want of a resource; under CI (CI set) fail instead, so CI never goes green
+    having run part of the suite. Every test that needs the corpus or PostgreSQL ends here."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a resource the tests need is missing: {reason}",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
 def corpus_files() -> list[Path]:
     """Every file of the real corpus, or [] when it is absent."""
     return sorted(CORPUS.iterdir()) if CORPUS.is_dir() else []
 
 
+def corpus_params() -> list:
+    """corpus_files() for parametrize: without the corpus, one placeholder case marked
+    `corpus`, which skips (fails under CI) with the reason instead of vanishing."""
+    if CORPUS.is_dir():
+        return corpus_files()
+    return [pytest.param(CORPUS / "absent", id="corpus-absent", marks=pytest.mark.corpus)]
+
+
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        pytest.skip(f"real feed corpus not found at {CORPUS} (set VEILLE_CORPUS)")
+        require_or_skip(CORPUS_MISSING)
     return CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _corpus_marked(request: pytest.FixtureRequest) -> None:
+    """A test marked `corpus` needs the corpus, whether or not it asks for the fixture."""
+    if request.node.get_closest_marker("corpus") and not CORPUS.is_dir():
+        require_or_skip(CORPUS_MISSING)
 
 
 def _is_loopback(address: object) -> bool:
@@ -68,3 +97,17 @@ def _warm_text_tables() -> None:
     from bot.text import fold
 
     fold("warm")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under CI, a skipped test marked `postgres` or `corpus` is a failure, whichever fixture
+    skipped it (the rule lives here, not in each file's fixtures)."""
+    outcome = yield
+    report = outcome.get_result()
+    needs = [m for m in ("postgres", "corpus") if item.get_closest_marker(m)]
+    if report.skipped and needs and os.environ.get("CI"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (f"CI is set and this test (marked {', '.join(needs)}) was skipped: "
+                           f"{reason}")
