@@ -20,6 +20,9 @@ from aiolimiter import AsyncLimiter
 from telegram.ext import BaseRateLimiter
 
 OVERALL_PER_SECOND = 28  # Telegram: ~30/s
+OVERALL_BURST = 3  # sends let through back to back: small, so that requests delayed after
+# the limiter (a busy event loop, a slow connection) cannot bunch up into more than
+# Telegram's one-second budget when they finally arrive
 GROUP_PER_MINUTE = 19  # Telegram: 20/min per group or channel
 CHAT_INTERVAL = 1.1  # seconds between two messages to one chat (Telegram: ~1/s)
 GLOBAL_FLOOD_CHATS = 3  # this many chats flood-waited within a second: everyone waits
@@ -43,7 +46,7 @@ class Pacer(BaseRateLimiter[None]):
                  group_per_minute: float = GROUP_PER_MINUTE,
                  chat_interval: float = CHAT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._overall = AsyncLimiter(overall, 1)
+        self._overall = AsyncLimiter(OVERALL_BURST, OVERALL_BURST / overall)
         self._group_rate = group_per_minute
         self._groups: dict[str, AsyncLimiter] = {}
         self._interval = chat_interval
