@@ -144,50 +144,218 @@ def validate(
 @app.command("test")
 def test_cmd(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...", help="Feed files, feed URLs, or .jsonl files of items."),
+        None, metavar="[INPUT...]",
+        help="Feed files, feed URLs, or .jsonl files of items; with --query, also plain text."),
     watchlists: Optional[Path] = typer.Option(
         None, "--watchlists", "-w", help="Watchlists directory (default: $VEILLE_WATCHLISTS)."),
     as_json: bool = typer.Option(
-        False, "--json", help="One JSON object per item: link, title, topics, terms."),
+        False, "--json", help="JSON lines: one object per item (and per topic with --labels)."),
     show_all: bool = typer.Option(False, "--all", help="Also list items that match nothing."),
     topic: Optional[str] = typer.Option(None, "--topic", "-t", help="Only this topic id."),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", metavar="FILE.jsonl",
+        help="Score the topics on labelled items (each with \"topics\": [ids]): precision, "
+             "recall, every false positive and false negative."),
+    min_precision: float = typer.Option(
+        0.0, "--min-precision", min=0.0, max=1.0, help="With --labels: exit 1 below this."),
+    min_recall: float = typer.Option(
+        0.0, "--min-recall", min=0.0, max=1.0, help="With --labels: exit 1 below this."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Per item and topic: branches matched or nearly matched, "
+                                 "what was missing, why an item was out of scope."),
+    query: Optional[str] = typer.Option(
+        None, "--query", "-q", metavar="QUERY",
+        help="Try this query (aliases of the watchlists usable) instead of the topics."),
 ) -> None:
     """Backtest: show which topics each item of INPUT matches, and why. Writes no state.
 
-    Exit status: 0, or 1 when some input could not be read or parsed (the others are
-    still processed and reported).
+    With --query, each INPUT that is not a file or URL is a text to try (its first line is
+    the title, the rest the body). Exit status: 0; 1 when some input could not be read or
+    a .jsonl line was skipped, or a topic scored below --min-precision/--min-recall; 2 for
+    a bad option (unknown topic, a query that does not parse).
     """
-    wl = _watchlist(watchlists)
+    if query is not None:
+        wl = _query_watchlist(watchlists, query)
+    else:
+        wl = _watchlist(watchlists)
     if topic and not wl.topic(topic):
         err.print(f"unknown topic {topic!r}; known: {', '.join(t.id for t in wl.topics)}")
         raise typer.Exit(2)
-    matcher = wl.matcher
-    failed = total = hit = 0
-    skipped: list[str] = []  # .jsonl lines that were not items
-    per_topic: dict[str, int] = {t.id: 0 for t in wl.topics}
-    for source in inputs:
+    sources = list(inputs or []) + ([str(labels)] if labels else [])
+    if not sources:
+        err.print("nothing to test: give INPUT... or --labels FILE.jsonl")
+        raise typer.Exit(2)
+    topics = [t for t in wl.topics if not topic or t.id == topic]
+    run = _TestRun(wl, topics, as_json=as_json, show_all=show_all, explain=explain)
+    for source in sources:
         try:
-            items = list(_read_items(source, skipped))
+            items = list(_read_items(source, run.skipped, literal=query is not None))
         except (OSError, ParseError, ValueError) as exc:
-            failed += 1
+            run.failed += 1
             err.print(Text(f"{source}: {exc}", style="red"))
             continue
-        for item in items:
-            total += 1
-            matches = [m for m in matcher.match_item(item) if not topic or m.topic == topic]
-            hit += bool(matches)
-            for m in matches:
-                per_topic[m.topic] += 1
-            if as_json:
-                sys.stdout.write(json.dumps(_item_json(item, matches), ensure_ascii=False) + "\n")
-            elif matches or show_all:
-                _print_item(item, matches)
-    if not as_json:
-        counts = ", ".join(f"{k} {v}" for k, v in per_topic.items() if not topic or k == topic)
-        out.print(Text(f"{total} items, {hit} matched ({counts})"
-                       + (f"; {failed} input(s) failed" if failed else ""), style="bold"))
-    if failed or skipped:
+        feed = next((f for f in wl.feeds if f.url == source), None)
+        for item, expected in items:
+            run.item(item, expected if labels and source == str(labels) else None, feed)
+    low = run.finish(labels is not None, min_precision, min_recall)
+    if run.failed or run.skipped or low:
         raise typer.Exit(1)
+
+
+def _query_watchlist(directory: Optional[Path], query: str) -> Watchlist:
+    """A watchlist of one topic, `query`, with the aliases of the watchlists when they load."""
+    from .errors import QuerySyntaxError
+    from .model import Topic
+    from .query import compile_query
+
+    settings = _settings()
+    try:
+        base = load_watchlist(directory or settings.watchlists)
+    except WatchlistError:
+        base = None
+    aliases = dict(base.aliases) if base else {}
+    try:
+        compiled = compile_query(query, aliases)
+    except QuerySyntaxError as exc:
+        err.print(Text(f"--query: {exc.message}\n{exc.pointer()}"))
+        raise typer.Exit(2) from None
+    return Watchlist(Path(directory or settings.watchlists),
+                     base.feeds if base else (), (Topic("query", "--query", query, compiled),),
+                     aliases)
+
+
+class _TestRun:
+    """What `veille test` prints as it goes, and its totals."""
+
+    def __init__(self, wl: Watchlist, topics: list, *, as_json: bool, show_all: bool,
+                 explain: bool) -> None:
+        self.wl, self.topics = wl, topics
+        self.ids = {t.id for t in topics}
+        self.as_json, self.show_all, self.explain = as_json, show_all, explain
+        self.failed = self.total = self.hit = 0
+        self.skipped: list[str] = []  # .jsonl lines that were not items
+        self.per_topic = {t.id: 0 for t in topics}
+        self.labelled: list[tuple[str, set[str], set[str]]] = []
+        self.found: dict[str, tuple[Item, list[Match]]] = {}
+        self._explainers: dict[str, object] = {}
+
+    def explainer(self, topic):
+        from .scoring import Explainer
+
+        if topic.id not in self._explainers:
+            self._explainers[topic.id] = Explainer(topic, self.wl.aliases)
+        return self._explainers[topic.id]
+
+    def item(self, item: Item, expected: set[str] | None, feed) -> None:
+        self.total += 1
+        matches = [m for m in self.wl.matcher.match_item(item, feed) if m.topic in self.ids]
+        self.hit += bool(matches)
+        for m in matches:
+            self.per_topic[m.topic] += 1
+        if expected is not None:
+            key = f"{len(self.labelled)}"
+            self.labelled.append((key, expected & self.ids, {m.topic for m in matches}))
+            self.found[key] = (item, matches)
+            return
+        notes = self.notes(item, matches, feed) if self.explain else []
+        if not (matches or self.show_all or notes):
+            return
+        if self.as_json:
+            row = _item_json(item, matches)
+            if self.explain:
+                row["explain"] = notes
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            _print_item(item, matches)
+            for note in notes:
+                out.print(Text("  " + _note_text(note), style="dim"))
+
+    def notes(self, item: Item, matches: list[Match], feed) -> list[dict]:
+        """--explain: per topic, the branches that matched or nearly did, or the scope."""
+        from .scoring import scope_reason
+
+        title, body = item.text_fields()
+        out_notes = []
+        for topic in self.topics:
+            reason = scope_reason(topic, item.lang, feed)
+            branches = self.explainer(topic).branches(title, body, item.lang)
+            shown = [b for b in branches if b.matched or b.near_miss]
+            if reason and any(b.matched for b in branches):
+                out_notes.append({"topic": topic.id, "out_of_scope": reason})
+            elif shown:
+                out_notes.append({"topic": topic.id, "branches": [
+                    {"branch": b.index, "query": b.text, "matched": b.matched,
+                     "found": list(b.found), "missing": list(b.missing),
+                     "excluded_by": list(b.excluded_by)} for b in shown]})
+        return out_notes
+
+    def finish(self, scoring: bool, min_p: float, min_r: float) -> bool:
+        """Print the summary (and the scores); True when a topic is below a threshold."""
+        if not scoring:
+            if not self.as_json:
+                counts = ", ".join(f"{k} {v}" for k, v in self.per_topic.items())
+                unshown = self.total - self.hit
+                tail = "" if self.show_all or not unshown else f"; {unshown} unmatched not " \
+                                                               "shown (--all lists them)"
+                out.print(Text(f"{self.total} items, {self.hit} matched ({counts}){tail}"
+                               + (f"; {self.failed} input(s) failed" if self.failed else ""),
+                               style="bold"))
+            return False
+        return _print_scores(self, min_p, min_r)
+
+
+def _print_scores(run: _TestRun, min_p: float, min_r: float) -> bool:
+    from .scoring import score
+
+    scores = score(run.labelled, [t.id for t in run.topics])
+    low = False
+    for topic in run.topics:
+        s = scores[topic.id]
+        below = s.precision < min_p or s.recall < min_r
+        low |= below
+        misses = [("FP", k) for k in s.fp] + [("FN", k) for k in s.fn]
+        rows = [_miss_row(run, topic, kind, key) for kind, key in misses]
+        if run.as_json:
+            sys.stdout.write(json.dumps({
+                "topic": topic.id, "precision": round(s.precision, 4),
+                "recall": round(s.recall, 4), "tp": s.tp, "fp": len(s.fp), "fn": len(s.fn),
+                "below_threshold": below, "misses": rows}, ensure_ascii=False) + "\n")
+            continue
+        flag = "  BELOW THRESHOLD" if below else ""
+        out.print(Text(f"{topic.id}: precision {s.precision:.2f}  recall {s.recall:.2f}  "
+                       f"(tp {s.tp}, fp {len(s.fp)}, fn {len(s.fn)}){flag}",
+                       style="bold red" if below else "bold"))
+        for row in rows:
+            why = (f"branch {', '.join(map(str, row['branches']))}: "
+                   f"{', '.join(row['terms'])}") if row["branches"] else "no branch matched"
+            out.print(Text(f"  {row['kind']} {row['title']}  [{why}]"))
+    if not run.as_json:
+        out.print(Text(f"{len(run.labelled)} labelled items", style="bold"))
+    return low
+
+
+def _miss_row(run: _TestRun, topic, kind: str, key: str) -> dict:
+    """A false positive or negative: title, the matched terms and the branches that fired."""
+    item, matches = run.found[key]
+    title, body = item.text_fields()
+    terms = next((list(m.terms) for m in matches if m.topic == topic.id), [])
+    fired = run.explainer(topic).fired(title, body, item.lang) if kind == "FP" else []
+    return {"kind": kind, "title": item.title, "link": item.link, "terms": terms,
+            "branches": fired}
+
+
+def _note_text(note: dict) -> str:
+    if "out_of_scope" in note:
+        return f"{note['topic']}: out of scope: {note['out_of_scope']}"
+    lines = []
+    for b in note["branches"]:
+        state = "matched" if b["matched"] else "nearly matched"
+        extra = "".join([f"; missing {' and '.join(b['missing'])}" if b["missing"] else "",
+                         f"; excluded by {' and '.join(b['excluded_by'])}"
+                         if b["excluded_by"] else "",
+                         f"; found {', '.join(b['found'])}" if b["found"] else ""])
+        lines.append(f"{note['topic']}: branch {b['branch']} {state}{extra}")
+    return "\n  ".join(lines)
 
 
 def _item_json(item: Item, matches: list[Match]) -> dict:
@@ -195,7 +363,9 @@ def _item_json(item: Item, matches: list[Match]) -> dict:
             "terms": {m.topic: list(m.terms) for m in matches}}
 
 
-def _read_items(source: str, skipped: list[str]) -> Iterator[Item]:
+def _read_items(source: str, skipped: list[str],
+                literal: bool = False) -> Iterator[tuple[Item, set[str]]]:
+    """Items of a source with their labels (empty unless a labelled .jsonl says otherwise)."""
     if source.endswith(".jsonl"):
         yield from _jsonl_items(Path(source), skipped)
         return
@@ -203,10 +373,16 @@ def _read_items(source: str, skipped: list[str]) -> Iterator[Item]:
 
     if "://" in source and not source.startswith("file://"):
         body, headers, url = _fetch_once(source)
+    elif literal and not Path(source.removeprefix("file://")).is_file():
+        title, _, text = source.strip().partition("\n")
+        yield Item(feed="query:", guid="text", url="", link="", title=title,
+                   summary=text.strip()), set()
+        return
     else:
         path = Path(source.removeprefix("file://"))
         body, headers, url = path.read_bytes(), {}, path.resolve().as_uri()
-    yield from parse_feed(body, url=url, headers=headers).items
+    for item in parse_feed(body, url=url, headers=headers).items:
+        yield item, set()
 
 
 def _fetch_once(url: str) -> tuple[bytes, dict, str]:
@@ -227,7 +403,11 @@ def _fetch_once(url: str) -> tuple[bytes, dict, str]:
     return result.body, dict(result.headers), result.final_url or url
 
 
-def _jsonl_items(path: Path, skipped: list[str]) -> Iterator[Item]:
+_TEXT_FIELDS = ("title", "summary", "link", "url", "lang", "source")
+
+
+def _jsonl_items(path: Path, skipped: list[str]) -> Iterator[tuple[Item, set[str]]]:
+    """Items of a .jsonl file: a field that cannot be read is dropped with one warning."""
     from .stories import canonical_url
 
     feed = path.resolve().as_uri()
@@ -239,45 +419,71 @@ def _jsonl_items(path: Path, skipped: list[str]) -> Iterator[Item]:
                 d = json.loads(line)
                 if not isinstance(d, dict):
                     raise ValueError("not an object")
-                published = _iso(d.get("published"))
             except ValueError as exc:  # report the line, go on with the others
                 err.print(Text(f"{path}:{n}: not a JSON item object ({exc}); skipped",
                                style="red"))
                 skipped.append(f"{path}:{n}")
                 continue
-            link = str(d.get("link") or d.get("url") or "")
+            fields = {k: _field(d, k, path, n) for k in _TEXT_FIELDS}
+            if not (fields["title"] or fields["summary"]):
+                err.print(Text(f"{path}:{n}: an item needs a title or a summary; skipped",
+                               style="red"))
+                skipped.append(f"{path}:{n}")
+                continue
+            link = fields["link"] or fields["url"]
             yield Item(feed=feed, guid=link or f"{path.name}:{n}", url=canonical_url(link),
-                       link=link, title=str(d.get("title") or ""),
-                       summary=str(d.get("summary") or ""), lang=d.get("lang"),
-                       published=published, source=str(d.get("source") or ""))
+                       link=link, title=fields["title"], summary=fields["summary"],
+                       lang=fields["lang"] or None, published=_date_field(d, path, n),
+                       source=fields["source"]), _labels(d, path, n)
 
 
-def _iso(value: object) -> datetime | None:
-    if not value:
+def _warn(path: Path, n: int, name: str, why: str) -> None:
+    err.print(Text(f"{path}:{n}: field {name!r} {why}; ignored, the item is still tested",
+                   style="yellow"))
+
+
+def _field(d: dict, name: str, path: Path, n: int) -> str:
+    value = d.get(name)
+    if value is None or isinstance(value, str):
+        return value or ""
+    _warn(path, n, name, f"is not a string ({json.dumps(value, ensure_ascii=False)[:40]})")
+    return ""
+
+
+def _date_field(d: dict, path: Path, n: int) -> datetime | None:
+    """`published` read by the feed parser's own date reader."""
+    from .parse import _parse_date  # the one date reader feeds go through
+
+    value = d.get("published")
+    if value in (None, ""):
         return None
-    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    moment = _parse_date(value) if isinstance(value, str) else None
+    if moment is None:
+        _warn(path, n, "published", f"is not a date ({json.dumps(value, ensure_ascii=False)[:40]})")
+    return moment
+
+
+def _labels(d: dict, path: Path, n: int) -> set[str]:
+    """The expected topics: "topics" (or "expect", the seed file's name for it)."""
+    value = d.get("topics", d.get("expect", []))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return set(value)
+    _warn(path, n, "topics", "is not a list of topic ids")
+    return set()
 
 
 def highlight(text: str, spans: list[tuple[int, int]], plain: bool) -> Text:
-    """The text with matched spans emphasised: bold colour on a terminal, «» when piped."""
-    if plain:
-        pieces, last = [], 0
-        for start, end in sorted(spans):
-            if start < last:
-                continue
-            pieces += [text[last:start], "«", text[start:end], "»"]
-            last = end
-        return Text("".join(pieces) + text[last:])
+    """The text with matched spans in bold on a terminal; unmarked when piped."""
     t = Text(text)
-    for start, end in spans:
-        t.stylize("bold black on yellow", start, end)
+    if not plain:
+        for start, end in spans:
+            t.stylize("bold black on yellow", start, end)
     return t
 
 
 def _print_item(item: Item, matches: list[Match]) -> None:
     plain = not out.is_terminal
-    when = item.published.strftime("%Y-%m-%d %H:%M") if item.published else "undated"
+    when = item.published.strftime("%Y-%m-%d %H:%M UTC") if item.published else "undated"
     head = ", ".join(m.topic for m in matches) or "—"
     out.print(Text(f"{'✔' if matches else '·'} {head}  ", style="bold green" if matches else "dim")
               + Text(f"{item.source or item.feed} · {when}", style="dim"))
@@ -290,10 +496,10 @@ def _print_item(item: Item, matches: list[Match]) -> None:
     if spans["body"]:
         out.print(Text("  ") + highlight(_excerpt(body, spans["body"]), _shift(body, spans["body"]),
                                          plain))
-    out.print(Text(f"  {item.link}", style="blue"))
+    if item.link:
+        out.print(Text(f"  {item.link}", style="blue"))
     for m in matches:
-        why = "; ".join(f"{h.term} ← {h.text}" for h in m.hits)
-        out.print(Text(f"  {m.topic}: {why}", style="dim"))
+        out.print(Text(f"  {m.topic}: {', '.join(m.terms)}", style="dim"))
 
 
 _EXCERPT = 160
@@ -308,6 +514,7 @@ def _shift(body: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     start = max(0, min(s for s, _ in spans) - _EXCERPT // 2)
     end = start + _EXCERPT * 2
     return [(s - start, min(e, end) - start) for s, e in spans if s < end]
+
 
 
 # ---------------------------------------------------------------- once / run
@@ -512,6 +719,7 @@ def alerts(
         if topic:
             _check_topic(topic, settings, store)
         rows = store.recent_alerts(since=datetime.now(timezone.utc) - window, topic=topic)
+        chats = store.deliveries_of([r.id for r in rows])
     for r in rows:
         if as_json:
             sys.stdout.write(json.dumps({
@@ -519,13 +727,32 @@ def alerts(
                 "created": r.created_at.isoformat(),
                 "sent": _iso_or_none(r.sent_at), "title": r.title, "url": r.link,
                 "source": r.source, "published": _iso_or_none(r.published),
-                "terms": list(r.terms)}, ensure_ascii=False) + "\n")
+                "terms": list(r.terms),
+                "deliveries": [_delivery_json(d) for d in chats.get(r.id, ())]},
+                ensure_ascii=False) + "\n")
         else:
             out.print(Text(f"{_when(r.created_at)}  {r.status:<7} {r.topic:<20} ")
                       + Text(r.title, style="bold") + Text(f"  {r.source}  {r.link}", style="dim"))
+            for d in chats.get(r.id, ()):
+                out.print(Text(f"    → {_chat_label(d)}: {d.status}" + (
+                    f" (message {d.message_id}, {_when(d.sent_at)})" if d.sent_at else "")
+                    + (f", {_plural(d.attempts, 'attempt')}" if d.attempts > 1 else "")
+                    + (f": {d.last_error}" if d.last_error and d.status != "sent" else ""),
+                    style="dim"))
     if not as_json:
         out.print(Text(f"{_plural(len(rows), 'alert')} since {since}"
                        + (f" for {topic}" if topic else ""), style="bold"))
+
+
+def _chat_label(d) -> str:
+    return f"chat {d.chat}" + (f" thread {d.thread}" if d.thread else "") + (
+        " (destination)" if d.kind == "destination" else "")
+
+
+def _delivery_json(d) -> dict:
+    return {"chat": d.chat, "thread": d.thread or None, "kind": d.kind, "status": d.status,
+            "attempts": d.attempts, "sent": _iso_or_none(d.sent_at), "message_id": d.message_id,
+            "error": d.last_error}
 
 
 def _check_topic(topic: str, settings, store) -> None:
@@ -559,6 +786,107 @@ def _duration(text: str):
 
 def _iso_or_none(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
+
+
+# ---------------------------------------------------------------- replay
+
+
+@app.command()
+def replay(
+    since: str = typer.Option("7d", "--since", help="How far back: 24h, 7d (items are kept "
+                              "VEILLE_RETENTION_DAYS days)."),
+    watchlists: Optional[Path] = typer.Option(
+        None, "--watchlists", "-w", help="The edited watchlists directory (default: "
+        "$VEILLE_WATCHLISTS, the one in force: then nothing is gained or lost)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per topic: topic, "
+                                 "status, before, after, gained, lost."),
+) -> None:
+    """Run an edited watchlist over the items stored since --since and show, per topic, the
+    items it would gain and lose against the watchlist in force ($VEILLE_WATCHLISTS).
+
+    Reads the database of VEILLE_DATABASE_URL; writes no state.
+    """
+    from .replay import replay as replay_items, summary_line
+
+    try:
+        window = _duration(since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    settings = _settings()
+    in_force = _watchlist(None)
+    edited = _watchlist(watchlists) if watchlists else in_force
+    start = datetime.now(timezone.utc) - window
+    with _store(settings, create=False) as store:
+        stored = store.stored_items(since=start)
+    results = replay_items(stored, in_force, edited)
+    if as_json:
+        for r in results:
+            sys.stdout.write(json.dumps(r.as_json(), ensure_ascii=False) + "\n")
+        return
+    for r in results:
+        note = {"added": " (new topic)", "removed": " (topic removed)"}.get(r.status, "")
+        out.print(Text(f"{r.topic}{note}: {r.before} → {r.after} items, "
+                       f"+{len(r.gained)} −{len(r.lost)}", style="bold"))
+        for sign, style, changes in (("+", "green", r.gained), ("−", "red", r.lost)):
+            for c in changes:
+                out.print(Text(f"  {sign} ", style=style) + Text(c.item.title)
+                          + Text(f"  {c.item.source}  {c.item.link}  [{', '.join(c.terms)}]",
+                                 style="dim"))
+    out.print(Text(summary_line(results, len(stored), start), style="bold"))
+    if window.total_seconds() > settings.retention_days * 86400:
+        err.print(Text(f"note: items are kept {settings.retention_days:g} days "
+                       "(VEILLE_RETENTION_DAYS); older ones were not replayed", style="yellow"))
+
+
+@app.command("send-test")
+def send_test(
+    chat: str = typer.Argument(..., help="Chat id (e.g. 123456789 or -1001234567890) or "
+                               "@channelname."),
+    thread: int = typer.Option(0, "--thread", help="Forum topic (message_thread_id)."),
+) -> None:
+    """Send a sample alert to one chat through VEILLE_TELEGRAM_TOKEN, to check the bot
+    can post there (and how an alert looks); nothing is stored."""
+    import asyncio
+
+    from .telegram.client import build_application, classify
+    from .telegram.render import render_alert
+    from .watchlist import destination
+
+    settings = _settings()
+    if settings.telegram_token is None:
+        _fail("VEILLE_TELEGRAM_TOKEN is not set: there is no bot to send with")
+    try:
+        target = destination(chat)[0]
+    except ValueError as exc:
+        _fail(str(exc))
+    rendered = render_alert(_sample_alert(), None, buttons=False)
+    application = build_application(settings.telegram_token.get_secret_value(),
+                                    settings.telegram_api_url)
+
+    async def go():
+        async with application.bot as bot:
+            return await bot.send_message(
+                chat_id=int(target) if target.lstrip("-").isdigit() else target,
+                text=rendered.text, parse_mode="HTML", message_thread_id=thread or None)
+
+    try:
+        message = asyncio.run(go())
+    except Exception as exc:  # noqa: BLE001 (one line naming the chat and Telegram's answer)
+        _fail(f"chat {chat}: {classify(exc).reason}")
+    out.print(f"sent to chat {message.chat.id}" + (f" thread {thread}" if thread else "")
+              + f" as message {message.message_id}")
+
+
+def _sample_alert():
+    from .model import Alert, Hit, Item, Match
+
+    title = "veille test: Power of Siberia 2 talks resume in Beijing"
+    item = Item("veille://send-test", "send-test", "https://example.org/veille-test",
+                "https://example.org/veille-test", title,
+                "A sample alert sent by `veille send-test` to check delivery to this chat.",
+                published=datetime.now(timezone.utc), source="veille")
+    hit = Hit("Power of Siberia 2", "title", 13, 31, "Power of Siberia 2")
+    return Alert("send-test", item, Match("send-test", (hit,)), destination="telegram")
 
 
 def main() -> None:
