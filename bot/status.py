@@ -144,7 +144,8 @@ def bar_chart(counts: Sequence[int], *, first_day: date, label: str) -> Markup:
         cls = "bar" if n else "bar zero"
         bars.append(f'<rect class="{cls}" x="{i * (_BAR + _GAP)}" y="{_HEIGHT - h}" '
                     f'width="{_BAR}" height="{h}"><title>{day:%d %b}: {n}</title></rect>')
-    name = escape(f"{label}: {sum(counts)} alerts in {len(counts)} days")
+    total = sum(counts)
+    name = escape(f"{label}: {total} alert{'' if total == 1 else 's'} in {len(counts)} days")
     return Markup(f'<svg class="chart" role="img" aria-label="{name}" width="{width}" '
                   f'height="{_HEIGHT}" viewBox="0 0 {width} {_HEIGHT}" '
                   f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>')
