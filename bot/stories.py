@@ -258,7 +258,10 @@ def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> S
         title_units=frozenset(_title_shingles(title_units)),
         lead_shingles=frozenset(_ngrams(_units(lead), 3)),
         features=_features(title, lead, terms), title_features=_features(title, "", terms),
-        numbers=frozenset(u for u in title_units if u.isdigit()))
+        numbers=frozenset(m.group() for u in title_units if (m := _NUMBER.match(u))))
+
+
+_NUMBER = re.compile(r"\d+")  # "19th", "20-й", "2026": the number they name
 
 
 def _units(text: str) -> list[str]:
@@ -406,13 +409,17 @@ class _TopicIndex:
         best: Decision | None = None
         if len(sig.title_units) >= _MIN_TITLE_UNITS:
             for key in self.titles.query(_minhash(sig.title_units)):
-                score = jaccard(sig.title_units, self.members[key].sig.title_units)
-                if score >= COPY_TITLE and (best is None or score > best.score):
+                other = self.members[key].sig
+                score = jaccard(sig.title_units, other.title_units)
+                if score >= COPY_TITLE and _numbers_agree(sig, other) and (
+                        best is None or score > best.score):
                     best = Decision(self.members[key].story, "copy", score, key)
         if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES:
             for key in self.leads.query(_minhash(sig.lead_shingles)):
-                score = jaccard(sig.lead_shingles, self.members[key].sig.lead_shingles)
-                if score >= COPY_LEAD and (best is None or score > best.score):
+                other = self.members[key].sig
+                score = jaccard(sig.lead_shingles, other.lead_shingles)
+                if score >= COPY_LEAD and _numbers_agree(sig, other) and (
+                        best is None or score > best.score):
                     best = Decision(self.members[key].story, "copy", score, key)
         return best
 
@@ -443,6 +450,12 @@ def _may_report(sig: Signature, other: Signature, last: datetime | None) -> bool
         return False
     if abs(sig.when - (last or other.when)) > REPORT_WINDOW:
         return False
+    return _numbers_agree(sig, other)
+
+
+def _numbers_agree(sig: Signature, other: Signature) -> bool:
+    """False when both titles carry numbers and share none (the 19th and the 20th package:
+    two events, however alike the rest)."""
     return not (sig.numbers and other.numbers and not sig.numbers & other.numbers)
 
 

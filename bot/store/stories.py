@@ -298,7 +298,7 @@ _TOPIC_LOCK = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
 _JOINED = (
     sa.update(stories)
     .where(stories.c.id == _bind("j_id"))
-    .values(updated_at=_bind("j_now", _WHEN), items=stories.c.item_count + 1)
+    .values(updated_at=_bind("j_now", _WHEN), item_count=stories.c.item_count + 1)
 )
 _MEMBERS_SINCE = (
     sa.select(story_items.c.story_id, story_items.c.item_id, story_items.c.topic,
