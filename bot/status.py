@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -103,7 +103,7 @@ class StatusPage:
 
 
 def build_page(*, now: datetime, version: str, ready: str, topics: Sequence[Topic],
-               feeds: Sequence[FeedState], volume: Iterable[tuple[str, datetime]],
+               feeds: Sequence[FeedState], volume: Mapping[str, Mapping[date, int]],
                alerts: Sequence[AlertRow], subscribers: Mapping[str, int],
                pending: Mapping[str, int]) -> StatusPage:
     """The page's content from the store's views, as of `now`."""
@@ -121,16 +121,14 @@ def build_page(*, now: datetime, version: str, ready: str, topics: Sequence[Topi
         subscribers=dict(subscribers))
 
 
-def daily_counts(volume: Iterable[tuple[str, datetime]], *, now: datetime,
+def daily_counts(volume: Mapping[str, Mapping[date, int]], *, now: datetime,
                  days: int = DAYS) -> dict[str, tuple[int, ...]]:
-    """Alerts per topic per UTC day, oldest first, the last of them today."""
+    """Alerts per topic per UTC day, oldest first, the last of them today (0 for days and
+    topics without any)."""
     first = now.date() - timedelta(days=days - 1)
-    counts: dict[str, list[int]] = defaultdict(lambda: [0] * days)
-    for topic, when in volume:
-        index = (when.date() - first).days
-        if 0 <= index < days:
-            counts[topic][index] += 1
-    return defaultdict(lambda: (0,) * days, {k: tuple(v) for k, v in counts.items()})
+    span = [first + timedelta(days=i) for i in range(days)]
+    counts = {topic: tuple(per_day.get(d, 0) for d in span) for topic, per_day in volume.items()}
+    return defaultdict(lambda: (0,) * days, counts)
 
 
 def bar_chart(counts: Sequence[int], *, first_day: date, label: str) -> Markup:

@@ -133,10 +133,10 @@ async def readiness(app: "App") -> list[str]:
 
 def _page_inputs(store, now) -> dict:
     """Everything the status page reads from the store (one thread, one pass)."""
-    since = now - timedelta(days=DAYS)
-    return {"feeds": store.feeds_overview(), "volume": store.alert_volume(since=since),
-            "alerts": store.recent_alerts(since=since, limit=300),
-            "subscribers": store.subscribers_by_topic(), "pending": store.pending_counts()}
+    return {"feeds": store.feeds_overview(),
+            "volume": store.alerts_per_topic_per_day(now=now, days=DAYS),
+            "alerts": store.recent_alerts(since=now - timedelta(days=DAYS), limit=300),
+            "subscribers": store.subscriber_counts_by_topic(), "pending": store.pending_counts()}
 
 
 def _active(figures: StoreFigures) -> StoreFigures:

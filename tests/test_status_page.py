@@ -31,11 +31,12 @@ FAILING_RED = (0xC6, 0x28, 0x28)  # .pill.failing
 # ---------------------------------------------------------------- pieces
 
 
-def test_daily_counts_bucket_by_utc_day_and_drop_what_is_out_of_range() -> None:
-    volume = [("a", NOW), ("a", NOW - timedelta(hours=13)), ("a", NOW - timedelta(days=13)),
-              ("a", NOW - timedelta(days=14)), ("b", NOW - timedelta(days=1))]
+def test_daily_counts_span_14_days_ending_today() -> None:
+    today = NOW.date()
+    volume = {"a": {today: 2, today - timedelta(days=13): 1, today - timedelta(days=14): 5},
+              "b": {today - timedelta(days=1): 1}}
     days = daily_counts(volume, now=NOW)
-    assert days["a"] == (1,) + (0,) * 11 + (1, 1)  # 13 h before noon is yesterday
+    assert days["a"] == (1,) + (0,) * 12 + (2,)  # 14 days ago is out of the chart
     assert days["b"] == (0,) * 12 + (1, 0)
     assert days["never-alerted"] == (0,) * 14
 
@@ -57,7 +58,7 @@ def alert_row(id_: int, topic: str, link: str, status: str, title: str = "T",
 
 def test_page_escapes_feed_text_and_refuses_script_links() -> None:
     rows = [alert_row(1, "t", "javascript:alert(1)", "sent", title="<script>x()</script>")]
-    page = build_page(now=NOW, version="0", ready="ready", topics=[], feeds=[], volume=[],
+    page = build_page(now=NOW, version="0", ready="ready", topics=[], feeds=[], volume={},
                       alerts=rows, subscribers={}, pending={"outbox": 0})
     html = render_page(page)
     assert "<script>x()" not in html and "&lt;script&gt;x()&lt;/script&gt;" in html
@@ -70,7 +71,7 @@ def test_latest_alerts_show_an_item_once_across_destinations() -> None:
             alert_row(2, "t", "https://a.example/1", "sent"),
             alert_row(3, "u", "https://a.example/1", "failed", story="s1"),
             alert_row(4, "u", "https://a.example/2", "sent", story="s1")]
-    page = build_page(now=NOW, version="0", ready="ready", topics=[], feeds=[], volume=[],
+    page = build_page(now=NOW, version="0", ready="ready", topics=[], feeds=[], volume={},
                       alerts=rows, subscribers={}, pending={})
     assert [(a.topic, a.link, a.status, a.when) for a in page.alerts] == [
         ("t", "https://a.example/1", "sent", "60s ago"),

@@ -451,7 +451,8 @@ class Store(DeliveryStore, SubscriberStore, StoryStore):
         return PruneResult(items=i, matches=m, alerts=a)
 
     # ------------------------------------------------------------ operators
-    # Read-only views for the status page, /metrics, /readyz and `veille replay`.
+    # Read-only views for the status page, /metrics, /readyz and `veille replay` (alerts per
+    # topic per day and subscribers per topic: subscribers.py).
 
     def ping(self) -> str:
         """The schema revision, read from the database: it answers and is migrated."""
@@ -468,25 +469,6 @@ class Store(DeliveryStore, SubscriberStore, StoryStore):
             waiting = dict(conn.execute(open_).all())
             return {"outbox": conn.execute(outbox).scalar_one(),
                     "telegram": waiting.get("pending", 0), "digest": waiting.get("digest", 0)}
-
-    def alert_volume(self, *, since: datetime) -> list[tuple[str, datetime]]:
-        """(topic, first alert time) of every item alerted since `since`, once per topic and
-        item whatever the number of destinations."""
-        query = (sa.select(alerts.c.topic, sa.func.min(alerts.c.created_at))
-                 .where(alerts.c.created_at >= since)
-                 .group_by(alerts.c.topic, alerts.c.item_id))
-        with self._tx("counting alerts per day", write=False) as conn:
-            return [(topic, when) for topic, when in conn.execute(query)]
-
-    def subscribers_by_topic(self) -> dict[str, int]:
-        """Active chats subscribed to each topic."""
-        from .schema import subscribers, subscriptions
-
-        query = (sa.select(subscriptions.c.topic, sa.func.count())
-                 .join(subscribers, subscribers.c.chat_id == subscriptions.c.chat_id)
-                 .where(subscribers.c.active).group_by(subscriptions.c.topic))
-        with self._tx("counting subscribers", write=False) as conn:
-            return dict(conn.execute(query).all())
 
     def stored_items(self, *, since: datetime) -> list[Item]:
         """Items first seen since `since`, oldest first, with the text they were matched on."""
