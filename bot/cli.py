@@ -889,6 +889,63 @@ def _sample_alert():
     return Alert("send-test", item, Match("send-test", (hit,)), destination="telegram")
 
 
+@app.command()
+def subscribers(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document: "
+                                 '{"subscribers": [...], "counts_by_topic": {topic: n}}.'),
+) -> None:
+    """Every chat subscribed through Telegram with its settings and topics, then how many
+    active chats follow each topic.
+
+    Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
+    """
+    settings = _settings()
+    with _store(settings, create=False) as store:
+        rows = store.subscribers_overview()
+        counts = store.subscriber_counts_by_topic()
+    if as_json:
+        doc = {"subscribers": [_subscriber_json(s, topics) for s, topics in rows],
+               "counts_by_topic": counts}
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        return
+    table = [("chat", "kind", "title", "lang", "zone", "delivery", "state", "topics")]
+    for s, topics in rows:
+        table.append((str(s.chat_id), s.kind, " ".join((s.title or "-").split()), s.language,
+                      s.tz, _delivery_mode(s), _subscriber_state(s), ", ".join(topics) or "-"))
+    if rows:
+        for i, line in enumerate(_columns(table)):
+            out.print(Text(line, style="bold" if i == 0 else "" if rows[i - 1][0].active
+                           else "dim"))
+    active = sum(s.active for s, _ in rows)
+    out.print(Text(f"{_plural(len(rows), 'subscriber')}, {active} active", style="bold"))
+    for topic, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.print(Text(f"  {topic}: {_plural(n, 'chat')}"))
+
+
+def _delivery_mode(s) -> str:
+    if s.mode != "digest":
+        return "instant"
+    return "digest hourly" if s.digest_every == "hourly" else f"digest daily {s.digest_at}"
+
+
+def _subscriber_state(s) -> str:
+    if not s.active:
+        return f"inactive ({s.inactive_reason or '?'})"
+    if s.paused_until and s.paused_until > datetime.now(timezone.utc):
+        return f"paused until {_when(s.paused_until)}"
+    return "active"
+
+
+def _subscriber_json(s, topics: tuple[str, ...]) -> dict:
+    return {"chat_id": s.chat_id, "kind": s.kind, "title": s.title, "language": s.language,
+            "lang": s.lang, "user_lang": s.user_lang, "tz": s.tz, "mode": s.mode,
+            "digest_every": s.digest_every, "digest_at": s.digest_at,
+            "quiet": [s.quiet_start, s.quiet_end] if s.quiet_start else None,
+            "paused_until": _iso_or_none(s.paused_until), "active": s.active,
+            "inactive_reason": s.inactive_reason, "dropped": s.dropped,
+            "created": _iso_or_none(s.created_at), "topics": list(topics)}
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -181,3 +181,55 @@ def test_alerts_per_topic_per_day_over_the_window(store: Store) -> None:
         "decl": {today - timedelta(days=1): 1}}
     assert store.alerts_per_topic_per_day(now=NOW + timedelta(days=30)) == {}
     assert isinstance(next(iter(counts["decl"])), date)
+
+
+# ---------------------------------------------------------------- veille subscribers
+
+
+def test_cli_subscribers_text_and_json(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    url = f"sqlite:///{tmp_path}/state/veille.db"
+    monkeypatch.setenv("VEILLE_DATABASE_URL", url)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["subscribers"])
+    assert missing.exit_code == 2 and "VEILLE_DATABASE_URL" in missing.output  # never created
+    with Store.open(url) as store:
+        store.upsert_subscriber(ALICE, kind="private", title="Alice", user_lang="fr", now=NOW)
+        store.update_subscriber(ALICE, now=NOW, tz="Europe/Paris", mode="digest",
+                                digest_every="daily", digest_at="07:30", quiet_start="22:00",
+                                quiet_end="07:00")
+        store.upsert_subscriber(GROUP, kind="supergroup", title="Veille  Asie", now=NOW)
+        for chat, topic in ((ALICE, "pos2"), (ALICE, "decl"), (GROUP, "pos2")):
+            store.subscribe(chat, topic, now=NOW)
+        store.upsert_subscriber(BOB, kind="private", now=NOW)
+        store.subscribe(BOB, "decl", now=NOW)
+        with store._engine.begin() as conn:
+            conn.execute(sa.text("UPDATE subscribers SET active = false, inactive_reason = "
+                                 "'blocked by the user' WHERE chat_id = :c"), {"c": BOB})
+    result = runner.invoke(app, ["subscribers"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["chat", "kind", "title", "lang", "zone", "delivery", "state",
+                                "topics"]
+    assert lines[1].split() == ["-100200300", "supergroup", "Veille", "Asie", "en", "UTC",
+                                "instant", "active", "pos2"]
+    assert lines[2].split() == ["1001", "private", "Alice", "fr", "Europe/Paris", "digest",
+                                "daily", "07:30", "active", "decl,", "pos2"]
+    assert lines[3].split()[-5:] == ["(blocked", "by", "the", "user)", "decl"]
+    assert lines[4:] == ["3 subscribers, 2 active", "  pos2: 2 chats", "  decl: 1 chat"]
+    result = runner.invoke(app, ["subscribers", "--json"])
+    doc = json.loads(result.output)
+    assert doc["counts_by_topic"] == {"decl": 1, "pos2": 2}
+    alice = next(s for s in doc["subscribers"] if s["chat_id"] == ALICE)
+    assert alice == {
+        "chat_id": ALICE, "kind": "private", "title": "Alice", "language": "fr", "lang": None,
+        "user_lang": "fr", "tz": "Europe/Paris", "mode": "digest", "digest_every": "daily",
+        "digest_at": "07:30", "quiet": ["22:00", "07:00"], "paused_until": None,
+        "active": True, "inactive_reason": None, "dropped": 0, "created": NOW.isoformat(),
+        "topics": ["decl", "pos2"]}
+    assert [s["active"] for s in doc["subscribers"]] == [True, True, False]
