@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime
+from babel.dates import format_datetime, format_skeleton
 
 from ..model import Alert, Item, Topic
 
@@ -324,23 +324,33 @@ def _zone(tz: str) -> tzinfo:
 
 @lru_cache(maxsize=32)
 def _locale(lang: str) -> Locale:
+    """The Babel locale for lang; plain English dates in the international day-month order."""
+    lang = (lang or "en").replace("-", "_")
     try:
-        return Locale.parse((lang or "en").replace("-", "_"))
+        return Locale.parse("en_GB" if lang == "en" else lang)
     except (UnknownLocaleError, ValueError, TypeError):
-        return Locale.parse("en")
+        return Locale.parse("en_GB")
 
 
-def local_time(dt: datetime, *, tz: str = "UTC", lang: str = "en",
-               pattern: str = "d MMM y, HH:mm", zone_name: bool = True) -> str:
-    """dt in the zone tz, e.g. '30 Nov 2026, 14:05 CET' (en) or '30 nov. 2026, 14:05 CET'."""
+def local_time(dt: datetime, *, tz: str = "UTC", lang: str = "en", date: str = "yMMMd",
+               time: bool = True, zone_name: bool = True) -> str:
+    """dt in zone tz, e.g. '30 Nov 2026, 14:05 CET' (en), '30 nov. 2026, 14:05 CET' (fr).
+
+    date is a CLDR skeleton ('yMMMd', 'MMMd'): each language orders and abbreviates it its
+    own way; times are 24-hour; the zone is its tz database abbreviation, else 'GMT+03:30'.
+    """
     zone = _zone(tz)
     local = (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(zone)
     locale = _locale(lang)
-    text = format_datetime(local, pattern, tzinfo=zone, locale=locale)
+    text = format_skeleton(date, local, tzinfo=zone, locale=locale)
+    if time:
+        clock = format_datetime(local, "HH:mm", tzinfo=zone, locale=locale)
+        joined = str(locale.datetime_formats.get("medium", "{1}, {0}")).replace("'", "")
+        text = joined.replace("{1}", text).replace("{0}", clock)
     if not zone_name:
         return text
     abbr = local.tzname() or ""
-    if not abbr.isalpha():  # zones without an abbreviation ('+0330'): Babel's 'GMT+03:30'
+    if not abbr.isalpha():  # zones without an abbreviation ('+0330')
         abbr = format_datetime(local, "ZZZZ", tzinfo=zone, locale=locale)
     return f"{text} {abbr}"
 
@@ -585,7 +595,7 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
         tail = [_Run(f" (+{more})")] if more else []
         parts.append(_Part("also", STORY, [_Run(t("Also:") + " ")] + names + tail))
     if previously:
-        when = local_time(previously[0], tz=tz, lang=lang, pattern="d MMM y", zone_name=False)
+        when = local_time(previously[0], tz=tz, lang=lang, time=False, zone_name=False)
         prev = _capped(_line(previously[1]), PREVIOUS_MAX)
         parts.append(_Part("previously", STORY, [_Run(f"{t('Previously:')} {when} — ")] + prev))
     context = _line(topic.context if topic else "")
@@ -668,8 +678,7 @@ def _digest_entry(story: _Story, tz: str, lang: str, t: Translate) -> list[_Run]
     runs = [_Run("• ")] + _capped(title, DIGEST_TITLE_MAX, (_a(href),) if href else ())
     meta = [_cut_text(_source(item), SOURCE_MAX)]
     if item.published:
-        meta.append(local_time(item.published, tz=tz, lang=lang, pattern="d MMM, HH:mm",
-                               zone_name=False))
+        meta.append(local_time(item.published, tz=tz, lang=lang, date="MMMd", zone_name=False))
     count = max(story.outlets, len(story.sources))
     if count > 1:
         meta.append(f"{count} {t('outlets')}")
