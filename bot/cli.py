@@ -563,7 +563,10 @@ def once(
         try:
             with _progress(len(application.feeds()), enabled=not as_json) as advance:
                 await application.start()
-                return await cycle(application, on_done=advance)
+                outcomes = await cycle(application, on_done=advance)
+            if as_json:  # held until now: a story printed once, with every outlet that joined
+                await application.sink.finish(application.store)
+            return outcomes
         finally:
             await application.aclose()
 

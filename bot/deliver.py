@@ -54,17 +54,45 @@ class ConsoleSink:
 
 
 class JsonSink:
-    """Prints one JSON object per alert (`veille once --json`)."""
+    """Prints one JSON object per alert (`veille once --json`) when the run is over (finish):
+    a story is printed once, with every outlet that joined it during the run in `also`."""
 
     destination = "console"
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self._held: list[tuple[Alert, Topic | None]] = []
 
     async def send(self, alert: Alert, topic: Topic | None) -> str | None:
-        self.stream.write(json.dumps(alert_json(alert), ensure_ascii=False) + "\n")
-        self.stream.flush()
+        self._held.append((alert, topic))
         return None
+
+    async def finish(self, store: Store) -> None:
+        """Print the alerts held, each with its story's final state."""
+        for alert, topic in self._held:
+            also, previously = [], None
+            if alert.story is not None:
+                also = _other_outlets(await store.run(store.story_members, alert.story))
+                before = alert.extra.get("created_at") or alert.item.published
+                if before is not None:
+                    last = await store.run(store.previous_story, alert.topic, before=before,
+                                           exclude=alert.story)
+                    previously = (last.created_at, last.title) if last else None
+            row = alert_json(alert, topic, also=also, previously=previously)
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.stream.flush()
+        self._held.clear()
+
+
+def _other_outlets(members: list) -> list:
+    """The first item of each outlet that joined a story after its first outlet."""
+    seen = {members[0].source.casefold()} if members else set()
+    out = []
+    for m in members[1:]:
+        if m.source.casefold() not in seen:
+            seen.add(m.source.casefold())
+            out.append(m)
+    return out
 
 
 async def drain(store: Store, sink: Sink, *, clock: Callable[[], datetime],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Iterable
 
 from rich.text import Text
 
 from .model import Alert, Topic
+from .summarize import summarize
 
 SUMMARY_CHARS = 400
 
@@ -24,9 +26,12 @@ def _when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "undated"
 
 
-def alert_json(alert: Alert) -> dict:
-    """The object `veille once --json` prints for one alert."""
+def alert_json(alert: Alert, topic: Topic | None = None, *, also: Iterable[Any] = (),
+               previously: tuple[datetime, str] | None = None) -> dict:
+    """The object `veille once --json` prints for one alert: its summary (summarize.py), and
+    in `also` the items of other outlets that joined its story ({source, title, url})."""
     item = alert.item
+    summary = summarize(item, alert.match, topic, previously)
     return {
         "topic": alert.topic,
         "title": item.title,
@@ -34,9 +39,13 @@ def alert_json(alert: Alert) -> dict:
         "source": item.source or item.feed,
         "published": item.published.isoformat() if item.published else None,
         "terms": list(alert.match.terms),
-        "summary": short(item.summary or item.content),
+        "summary": summary.text,
+        "context": summary.context or None,
+        "previously": ({"date": previously[0].date().isoformat(), "title": previously[1]}
+                       if previously else None),
         "story": alert.story,
-        "also": list(alert.extra.get("also", ())),
+        "also": [{"source": m.source, "title": m.title, "url": m.url}
+                 for m in (also or alert.extra.get("also", ()))],
     }
 
 

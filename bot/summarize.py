@@ -26,7 +26,8 @@ from .text import is_cjk
 
 CAP = 350  # characters of the summary at most
 MAX_SENTENCES = 3
-THIN = 60  # a text shorter than this (once cleaned) says no more than its title
+THIN = 120  # a feed text shorter than this (once cleaned) is a teaser: fetch the article
+USABLE = 20  # a text shorter than this says no more than the title: show the title
 
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK = re.compile(r"<\s*(?:br|/?p|/div|/li|/h[1-6]|/blockquote|/tr)\b[^>]*>", re.IGNORECASE)
@@ -65,10 +66,15 @@ def summarize(item: Item, match: Match | None, topic: Topic | None,
     """The Summary of an item for a topic; `text` replaces the feed's (an article's text)."""
     terms = _terms(match)
     body = clean(text if text is not None else _feed_text(item), item.title)
-    chosen = _choose(sentences(body, item.lang), terms, cap) if len(body) >= THIN else ""
+    chosen = _choose(sentences(body, item.lang), terms, cap) if len(body) >= USABLE else ""
     origin = "title" if not chosen else ("article" if text is not None else "feed")
     out = chosen or " ".join(item.title.split())
     return Summary(out, marks(out, terms), topic.context if topic else "", previous, origin)
+
+
+def is_thin(item: Item) -> bool:
+    """Whether the feed says too little of the item (a bare title, a one-line teaser)."""
+    return len(clean(_feed_text(item), item.title)) < THIN
 
 
 def _feed_text(item: Item) -> str:

@@ -167,7 +167,8 @@ def test_once_json_prints_each_alert_object(feed_server, tmp_path: Path,
         "title": "Le financement de Force de Sibérie 2 reste en suspens",
         "url": "https://presse.example/fr/fds2", "source": "Presse Exemple",
         "terms": ["Force de Sibérie 2"], "summary": "Pékin hésite sur le prix du gaz.",
-        "story": None, "also": []}
+        "context": "A proposed Russia–China gas pipeline through Mongolia.",
+        "previously": None, "story": "1", "also": []}
     again = runner.invoke(app, ["once", "-w", str(wl), "--json"])
     assert [x for x in again.output.splitlines() if x.startswith("{")] == []
     listed = runner.invoke(app, ["alerts", "--json", "--topic", "power-of-siberia-2"])

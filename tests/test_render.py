@@ -42,7 +42,19 @@ def test_json_alert_is_exact() -> None:
         "url": "https://presse.example/a?utm_source=rss", "source": "Presse Exemple",
         "published": "2026-11-28T09:30:00+00:00", "terms": ["Force de Sibérie 2"],
         "summary": "Les négociations sur le prix du gaz se poursuivent sans calendrier.",
-        "story": None, "also": []}
+        "context": None, "previously": None, "story": None, "also": []}
+
+
+def test_json_alert_carries_the_outlets_that_joined_its_story_and_the_previous_one() -> None:
+    from bot.store.stories import StoryMember
+
+    joined = StoryMember("Agence", "Pékin temporise sur Force de Sibérie 2",
+                         "https://agence.example/b", "report", ITEM.published)
+    got = alert_json(ALERT, TOPIC, also=[joined],
+                     previously=(datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc), "Avant"))
+    assert got["also"] == [{"source": "Agence", "title": "Pékin temporise sur Force de Sibérie 2",
+                            "url": "https://agence.example/b"}]
+    assert got["previously"] == {"date": "2026-11-20", "title": "Avant"}
 
 
 def test_short_cuts_at_a_word_boundary() -> None:

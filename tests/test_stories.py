@@ -387,3 +387,64 @@ def test_stories_and_their_outlets_are_listed_for_operators(stored: str) -> None
         previous = store.previous_story("pos2", before=NOW + timedelta(seconds=1),
                                         exclude=rows[0].id)
         assert previous is not None and previous.id == rows[1].id
+
+
+# ---------------------------------------------------------------- a whole run
+
+
+def _google_link(url: str) -> str:
+    """A news-search redirect link of the older kind, which carries the outlet's URL."""
+    import base64
+
+    raw = b"\x08\x13\x22" + bytes([len(url)]) + url.encode() + b"\xd2\x01\x00"
+    return ("https://news.google.com/rss/articles/"
+            + base64.urlsafe_b64encode(raw).decode().rstrip("=") + "?oc=5")
+
+
+def _feed_items(*cases: tuple, suffix: str = "") -> list[dict]:
+    return [{"guid": c[0].guid + suffix, "title": c[0].title, "link": c[0].link,
+             "desc": c[0].summary} for c in cases]
+
+
+def test_a_burst_of_coverage_prints_one_object_per_story_with_its_outlets(
+        feed_server, tmp_path: Path) -> None:
+    """Wire story, a copy and a report from other outlets, and the same article behind a news
+    search, in one run: `once --json` prints each story once, with the outlets that joined."""
+    import asyncio
+    import io
+    import json
+
+    from bot.app import App
+    from bot.deliver import JsonSink
+    from bot.scheduler import cycle
+    from tests.pipeline_helpers import make_env, rss, write_watchlist
+
+    searched = {"guid": "g-en1", "title": CASES[0][0].title + " - Wire",
+                "link": _google_link(CASES[0][0].link), "desc": "Other outlets' headlines"}
+    feed_server.set_feed("/wire.xml", rss(_feed_items(CASES[0], CASES[3]), "Wire"))
+    feed_server.set_feed("/courier.xml", rss(_feed_items(CASES[1]), "Courier"))
+    feed_server.set_feed("/desk.xml", rss(_feed_items(CASES[2]), "Energy Desk"))
+    feed_server.set_feed("/search.xml", rss([searched], "pipeline - Google News"))
+    wl = write_watchlist(tmp_path / "wl", [("Wire", feed_server.url("/wire.xml")),
+                                           ("Courier", feed_server.url("/courier.xml")),
+                                           ("Energy Desk", feed_server.url("/desk.xml")),
+                                           ("Search", feed_server.url("/search.xml"))])
+    env = make_env(tmp_path, wl)
+    out = io.StringIO()
+
+    async def run() -> None:
+        app = App.create(env.settings, sink=JsonSink(out), parse_in_processes=False)
+        try:
+            await cycle(app)
+            await app.sink.finish(app.store)
+        finally:
+            await app.aclose()
+
+    asyncio.run(run())
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    pos2 = [r for r in rows if r["topic"] == "power-of-siberia-2"]
+    assert len(pos2) == 2, [r["title"] for r in rows]
+    big = next(r for r in pos2 if r["also"])
+    everyone = {big["source"]} | {a["source"] for a in big["also"]}
+    assert everyone == {"Wire", "Courier", "Energy Desk"} and len(big["also"]) == 2
+    assert big["story"] and big["summary"] and big["context"]
