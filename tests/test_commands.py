@@ -530,6 +530,20 @@ async def test_in_a_group_anyone_may_subscribe_and_other_bots_commands_are_ignor
     assert bot.topics_of(GROUP) == ["power-of-siberia-2"]
 
 
+async def test_a_channel_subscribes_and_a_forum_topic_gets_its_answer_in_its_thread(
+        bot: Bot) -> None:
+    bot.fake.add_chat(-1005550001, "channel", title="Veille canal")
+    reply = await bot.send(-1005550001, "/subscribe sanctions")
+    assert reply.text.startswith("Subscribed to Sanctions on third-country suppliers.")
+    assert bot.store.subscriber(-1005550001).kind == "channel"
+    reply = await bot.send(-1005550001, "/status")  # a channel post has no user: no admin
+    assert reply.text == "Sorry, this command is for the operators of this bot."
+    bot.fake.add_chat(-1005550002, "supergroup", title="Forum", is_forum=True, topics=(5, 9))
+    reply = await bot.send(-1005550002, "/tz Europe/Berlin", message_thread_id=9)
+    assert reply.message_thread_id == 9
+    assert bot.store.subscriber(-1005550002).tz == "Europe/Berlin"
+
+
 # ---------------------------------------------------------------- admin commands
 
 
@@ -579,10 +593,16 @@ async def test_reload_reports_problems_or_success(bot: Bot) -> None:
     assert reply.text.splitlines() == [
         "Refusé : 2 problèmes dans les listes de veille ; la dernière version valide reste en "
         "place.", *bot.problems]
+    bot.problems = [f"watchlists/big.yaml:{k}:1: unknown key 'qery' <{'x' * 60}>"
+                    for k in range(1, 201)]
+    reply = await bot.send(ADMIN, "/reload")  # too long for one message: cut between lines
+    lines = reply.text.splitlines()
+    assert lines[-1] == "…" and lines[1:-1] == bot.problems[: len(lines) - 2]
+    assert 3000 < len(reply.text) <= 4096
     bot.problems = []
     reply = await bot.send(ADMIN, "/reload")
     assert reply.text == "Listes de veille rechargées : 4 sujets, 1 sources."
-    assert bot.reloads == 2
+    assert bot.reloads == 3
 
 
 async def test_stats_sends_a_chart_or_says_there_is_no_data(bot: Bot) -> None:

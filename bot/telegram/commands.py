@@ -40,7 +40,7 @@ from ..i18n import LANGUAGES, Translator, pick_language, translator
 from ..model import Subscriber, Topic
 from ..text import fold
 from ..watchlist import Watchlist
-from .render import MARKERS, Button, callback_data, escape, parse_callback
+from .render import MARKERS, Button, callback_data, escape, parse_callback, utf16_len
 
 log = logging.getLogger("veille.telegram.commands")
 
@@ -215,11 +215,20 @@ def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
 
 
 def _fit(html: str) -> str:
-    """Cut a reply that would not fit at a line boundary (lists of many feeds or topics)."""
-    if len(html) <= TEXT_BUDGET:
+    """Cut a reply that would not fit at a line boundary (lists of many feeds or topics).
+
+    Every tag a reply holds opens and closes on one line, so a cut between lines leaves
+    valid HTML; the budget is counted on the HTML, which is never shorter than its text.
+    """
+    if utf16_len(html) <= TEXT_BUDGET:
         return html
-    cut = html.rfind("\n", 0, TEXT_BUDGET - 2)
-    return html[: cut if cut > 0 else TEXT_BUDGET - 2].rstrip() + "\n…"
+    lines, size = [], 0
+    for line in html.split("\n"):
+        size += utf16_len(line) + 1
+        if size > TEXT_BUDGET - 2:
+            break
+        lines.append(line)
+    return "\n".join(lines).rstrip() + "\n…"
 
 
 # ---------------------------------------------------------------- topics by name
@@ -688,8 +697,8 @@ async def reload(call: Call) -> str:
         head = t.n("Refused: {n} problem in the watchlists; the last good set stays.",
                    "Refused: {n} problems in the watchlists; the last good set stays.",
                    len(problems))
-        body = "\n".join(escape(p) for p in problems[:30])
-        return await _say(call, f"<b>{escape(head)}</b>\n<pre>{body}</pre>")
+        body = "\n".join(f"<code>{escape(_short(p, 300))}</code>" for p in problems)
+        return await _say(call, f"{bold(head)}\n{body}")
     wl = call.ctx.watchlist()
     msg = t("Watchlists reloaded: {topics} topics, {feeds} feeds.", topics=len(wl.topics),
             feeds=len(wl.feeds))
