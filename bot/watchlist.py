@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -63,6 +64,22 @@ def parse_interval(v: Any) -> int:
     if not MIN_INTERVAL <= secs <= MAX_INTERVAL:
         raise ValueError(f"interval {secs}s is outside {MIN_INTERVAL}s..{MAX_INTERVAL}s")
     return secs
+
+
+def private_host(url: str) -> str | None:
+    """Why a feed URL's host is not public ("loopback", "private"...), from the URL alone."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host or urlsplit(url).scheme == "file":
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None  # a name: only the fetcher, resolving it, can tell
+    from .fetch import blocked_reason  # the one list of refused addresses
+
+    return blocked_reason(host)
 
 
 def _lang(v: Any) -> str:
@@ -335,8 +352,14 @@ def fingerprint(directory: Path) -> str:
     return h.hexdigest()
 
 
-def load_watchlist(directory: str | Path) -> Watchlist:
-    """Load and validate every YAML file of a watchlists directory."""
+def load_watchlist(directory: str | Path, *, allow_private_urls: bool = True) -> Watchlist:
+    """Load and validate every YAML file of a watchlists directory.
+
+    allow_private_urls=False (what `veille` passes unless VEILLE_ALLOW_PRIVATE_URLS is set):
+    a feed URL naming a loopback, private or link-local host is a problem here, not only a
+    refusal at fetch time. The check reads the URL only (no DNS); the fetcher's guard still
+    checks every address a name resolves to.
+    """
     directory = Path(directory)
     problems: list[Problem] = []
     if not directory.is_dir():
@@ -345,7 +368,7 @@ def load_watchlist(directory: str | Path) -> Watchlist:
     if not files:
         raise WatchlistError([Problem(str(directory), 1, 1, "no *.yaml files found")])
     docs = {p: _Located(p, _read(p, problems), problems) for p in files}
-    feeds = _load_feeds(directory, docs, problems)
+    feeds = _load_feeds(directory, docs, problems, allow_private_urls)
     topic_docs = _topic_docs(docs)
     aliases, broken = _collect_aliases(topic_docs)
     prepare_lemmas(lemma_words([*(e for v in aliases.values() for e in v), *(  # one pass
@@ -367,8 +390,8 @@ def _read(path: Path, problems: list[Problem]) -> str:
     return ""
 
 
-def _load_feeds(directory: Path, docs: dict[Path, _Located],
-                problems: list[Problem]) -> list[FeedSpec]:
+def _load_feeds(directory: Path, docs: dict[Path, _Located], problems: list[Problem],
+                allow_private_urls: bool = True) -> list[FeedSpec]:
     path = directory / FEEDS_FILE
     doc = docs.get(path)
     if doc is None:
@@ -377,7 +400,7 @@ def _load_feeds(directory: Path, docs: dict[Path, _Located],
     model = _validate(doc, FeedsFile) if doc.data is not None else None
     if model is None:
         return []
-    out, seen = [], {}
+    out, seen, names = [], {}, {}
     default = model.defaults.interval or 600
     for i, raw in enumerate(model.feeds):
         f = _validate(doc, FeedModel, raw, ("feeds", i))
@@ -387,7 +410,15 @@ def _load_feeds(directory: Path, docs: dict[Path, _Located],
         if f.url in seen:
             doc.at(("feeds", i, "url"), f"duplicate feed URL (first at line {seen[f.url]})")
             continue
-        seen[f.url] = line
+        if f.name in names:  # topics name their feeds: two of one name would be ambiguous
+            doc.at(("feeds", i, "name"), f"duplicate feed name {f.name!r} (first at line "
+                                         f"{names[f.name]}); topics refer to feeds by name")
+            continue
+        if not allow_private_urls and (why := private_host(f.url)):
+            doc.at(("feeds", i, "url"), f"feed URL on a {why} address: veille refuses to fetch "
+                                        "it unless VEILLE_ALLOW_PRIVATE_URLS=1")
+            continue
+        seen[f.url], names[f.name] = line, line
         out.append(FeedSpec(url=f.url, name=f.name, lang=f.lang, interval=f.interval or default,
                             tags=tuple(f.tags), where=f"{path}:{line}"))
     return out

@@ -42,7 +42,7 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
            "(missing term or ')')" in lines
     assert f"{wl}/topics.yaml:5:5: missing required key 'query'" in lines
     assert f"{wl}/topics.yaml:7:5: unknown key 'qery' (did you mean 'query'?)" in lines
-    assert lines[-1] == f"3 problem(s) in {wl}"
+    assert lines[-1] == f"3 problems in {wl}"
 
 
 def test_an_invalid_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
