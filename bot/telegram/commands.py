@@ -773,23 +773,24 @@ def register(application: Application, ctx: BotContext) -> None:
 
 
 async def set_commands(bot: Any, admins: Iterable[int] = ()) -> None:
-    """Publish the command menus: English by default and for English users, French for
-    French users; admins also see the operators' commands in their private chat (a chat
-    Telegram does not know yet, because that admin never wrote to the bot, is skipped)."""
+    """Publish the command menus (setMyCommands), in English by default and for English
+    users, in French for French users; admins also get the operators' commands in their
+    private chat. A menu Telegram refuses (an admin who never wrote to the bot: "chat not
+    found") is logged and skipped: menus are a convenience, never a reason not to start."""
     from telegram.error import TelegramError
 
-    for code in (None,) + LANGUAGES:
-        t = translator(code or "en")
-        mine = [BotCommand(n, t(d)) for n, d in DESCRIPTIONS.items()]
-        await bot.set_my_commands(mine, scope=BotCommandScopeDefault(), language_code=code)
-    t = translator("en")
-    both = [BotCommand(n, t(d)) for n, d in (DESCRIPTIONS | ADMIN_DESCRIPTIONS).items()]
-    for admin in admins:
-        try:
-            await bot.set_my_commands(both, scope=BotCommandScopeChat(admin))
-        except TelegramError as exc:
-            log.warning("admin commands not set", extra={"fields": {
-                "chat": admin, "reason": str(exc)}})
+    menus = [(BotCommandScopeDefault(), DESCRIPTIONS)] + [
+        (BotCommandScopeChat(admin), DESCRIPTIONS | ADMIN_DESCRIPTIONS) for admin in admins]
+    for scope, described in menus:
+        for code in (None,) + LANGUAGES:
+            t = translator(code)
+            listed = [BotCommand(name, t(text)) for name, text in described.items()]
+            try:
+                await bot.set_my_commands(listed, scope=scope, language_code=code)
+            except TelegramError as exc:
+                log.warning("command menu not set", extra={"fields": {
+                    "chat": getattr(scope, "chat_id", None), "lang": code, "reason": str(exc)}})
+                break  # the same refusal would come for every language
 
 
 def _handler(name: str, fn: Callable[[Call], Awaitable[str]], *, admin: bool
