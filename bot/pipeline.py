@@ -46,7 +46,8 @@ class PollOutcome:
     new_items: int = 0
     skipped: int = 0
     alerts: tuple[Alert, ...] = ()
-    silent: int = 0
+    silent: int = 0  # new matched items recorded without alerts (a first poll's backlog)
+    undated: int = 0  # of those, the ones without a date (the others are older than the cutoff)
     error: str | None = None
     next_poll_at: datetime | None = None
     elapsed: float = 0.0
@@ -55,11 +56,13 @@ class PollOutcome:
     parse_seconds: float = 0.0  # parse + match in the worker
     topic_matches: tuple[tuple[str, int], ...] = ()  # (topic, new items matched) pairs
 
-    def log_fields(self) -> dict[str, object]:
-        return {"feed": self.feed.url, "status": self.status, "http": self.http_status,
+    def log_fields(self, *, url: bool = False) -> dict[str, object]:
+        """The poll's log line: the feed by name; its URL too when url (debug level)."""
+        return {"feed": self.feed.name, "url": self.feed.url if url else None,
+                "status": self.status, "http": self.http_status,
                 "items": self.items, "new": self.new_items, "matched": self.matches,
-                "alerts": len(self.alerts), "silent": self.silent, "skipped": self.skipped,
-                "error": self.error, "ms": round(self.elapsed * 1000)}
+                "alerts": len(self.alerts), "silent": self.silent, "undated": self.undated or None,
+                "skipped": self.skipped, "error": self.error, "ms": round(self.elapsed * 1000)}
 
 
 @dataclass
@@ -106,7 +109,8 @@ class Pipeline:
         outcome = await self._poll(feed, state)
         outcome = _with(outcome, elapsed=time.monotonic() - started)
         level = logging.WARNING if outcome.status == "error" else logging.INFO
-        log.log(level, "poll", extra={"fields": outcome.log_fields()})
+        fields = outcome.log_fields(url=log.isEnabledFor(logging.DEBUG))
+        log.log(level, "poll", extra={"fields": fields})
         if self.observe is not None:
             self.observe(outcome)
         return outcome
@@ -147,6 +151,7 @@ class Pipeline:
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
                            items=len(items), new_items=claim.new, alerts=claim.alerts,
                            silent=claim.silent, skipped=parsed.feed.skipped,
+                           undated=_undated(claim.items, parsed.matches) if cutoff else 0,
                            matches=len(parsed.matches), fetch_seconds=result.elapsed,
                            parse_seconds=parse_seconds,
                            topic_matches=_per_topic(parsed.matches, claim.items))
@@ -197,6 +202,11 @@ class Pipeline:
             log.error("store", extra={"fields": {"feed": feed.url, "error": str(exc)}})
         return PollOutcome(feed, "error", http_status=result.status, error=error,
                            next_poll_at=next_at, fetch_seconds=result.elapsed)
+
+
+def _undated(fresh: Sequence[Item], matches: dict) -> int:
+    """New matched items without a date: on a first poll, the claim keeps them silent."""
+    return sum(1 for i in fresh if i.published is None and matches.get(i.guid))
 
 
 def _record(result: FetchResult, next_at: datetime) -> FetchRecord:
