@@ -67,6 +67,8 @@ class Runner:
         self.in_flight: set[asyncio.Task] = set()
         self.stopping = False
         self.examined = app.watchlist.fingerprint  # the last watchlists/ state looked at
+        self.failed: dict[str, bool] = {}  # feed url -> whether its latest poll failed
+        self.warned_all_failed = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the jobs, wait for stop, then wind down cleanly."""
@@ -150,9 +152,25 @@ class Runner:
             if outcome.alerts:
                 await self.app.deliver()
 
-        await self._guarded(f"poll {url}", body)()
+        await self._guarded(f"poll {feed.name}", body)()
+        if outcome is not None:
+            self._all_failed_check(url, outcome)
         retry = self.app.clock() + timedelta(seconds=feed.interval)
         self._schedule(url, outcome.next_poll_at if outcome and outcome.next_poll_at else retry)
+
+    def _all_failed_check(self, url: str, outcome: PollOutcome) -> None:
+        """Warn once when the latest poll of every feed failed (no network, a proxy, DNS)."""
+        self.failed[url] = outcome.status == "error"
+        if not self.failed[url]:
+            self.warned_all_failed = False  # one feed answers again: warn again next time
+            return
+        feeds = self.app.feeds()
+        if self.warned_all_failed or not all(self.failed.get(f.url) for f in feeds):
+            return
+        self.warned_all_failed = True
+        log.warning("every feed failing", extra={"fields": {
+            "feeds": len(feeds), "last_error": outcome.error,
+            "hint": "the latest poll of every feed failed: is the network, a proxy or DNS down?"}})
 
     async def _deliver(self) -> None:
         await self.app.deliver()
@@ -173,10 +191,12 @@ class Runner:
             return
         self.examined = seen  # a broken edit is reported once, not every RELOAD_EVERY
         try:
-            fresh = await asyncio.to_thread(load_watchlist, directory)
+            fresh = await asyncio.to_thread(
+                load_watchlist, directory, allow_private_urls=self.app.settings.allow_private_urls)
         except WatchlistError as exc:
-            for problem in exc.problems:
-                log.error("watchlist", extra={"fields": {"problem": str(problem)}})
+            for p in exc.problems:  # one line each: the caret under a query is for `validate`
+                log.error("watchlist", extra={"fields": {
+                    "at": f"{p.file}:{p.line}:{p.col}", "problem": p.message.splitlines()[0]}})
             log.error("reload", extra={"fields": {"kept": "last good watchlist",
                                                   "problems": len(exc.problems)}})
             return

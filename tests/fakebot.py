@@ -246,15 +246,10 @@ class _HtmlParser:
                     self._append_code(code)
                     i = end
                     continue
-                if self.strict:
-                    raise EntityParseError(
-                        f'Unescaped "&" at byte offset {i} (strict fake: write &amp;)'
-                    )
+                self._refuse_bare("&", i)
             if c != 0x3C:  # not '<'
-                if c == 0x3E and self.strict:
-                    raise EntityParseError(
-                        f'Unescaped ">" at byte offset {i} (strict fake: write &gt;)'
-                    )
+                if c == 0x3E:
+                    self._refuse_bare(">", i)
                 if c & 0xC0 != 0x80:  # first byte of a character
                     self.u16 += 2 if c >= 0xF0 else 1
                 self.out.append(c)
@@ -276,6 +271,14 @@ class _HtmlParser:
             entity.pop("_argument", None)
         self.entities.sort(key=lambda e: (e["offset"], -e["length"], _PRIORITY[e["type"]]))
         return text, self.entities
+
+    def _refuse_bare(self, char: str, offset: int) -> None:
+        """strict: a bare & or > is a rendering bug, even where Telegram shows it as typed."""
+        if self.strict:
+            escaped = "&amp;" if char == "&" else "&gt;"
+            raise EntityParseError(
+                f'Unescaped "{char}" at byte offset {offset} (strict fake: write {escaped})'
+            )
 
     def _append_code(self, code: int) -> None:
         self.u16 += 2 if code > 0xFFFF else 1
@@ -346,10 +349,7 @@ class _HtmlParser:
                     value += chr(code).encode("utf-8", "surrogatepass")
                     i = end
                     continue
-                if self.strict:
-                    raise EntityParseError(
-                        f'Unescaped "&" at byte offset {i} (strict fake: write &amp;)'
-                    )
+                self._refuse_bare("&", i)
             value.append(src[i])
             i += 1
         if src[i] == quote:

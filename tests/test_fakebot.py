@@ -613,18 +613,22 @@ async def test_strict_30_per_second_overall(strict, strict_bot, clock) -> None:
 
 async def test_strict_20_per_minute_per_group(strict, strict_bot, clock) -> None:
     # One send a second never trips the per-chat bucket. The group bucket holds 20 and
-    # regains 1/3 a second: before the send at t=29 s it has 20 - 29 + 29/3 = 2/3 of a token.
+    # regains 1/3 a second: after 29 sends (t = 0..28 s) it holds 20 - 29 + t/3 tokens.
     for second in range(29):
         clock.now = 1000.0 + second
         await strict_bot.send_message(GROUP, f"n°{second}")
-    clock.now = 1029.0
+    clock.now = 1028.5  # 1/2 token: 1.5 s to wait, rounded up
+    with pytest.raises(RetryAfter) as caught:
+        await strict_bot.send_message(GROUP, "trop")
+    assert seconds(caught.value) == 2
+    clock.now = 1029.0  # 2/3 of a token: 1 s to wait
     with pytest.raises(RetryAfter) as caught:
         await strict_bot.send_message(GROUP, "trop")
     assert seconds(caught.value) == 1
     await strict_bot.send_message(1, "un chat privé passe")
     clock.now = 1030.0
     await strict_bot.send_message(GROUP, "après l'attente")
-    assert strict.sent_count(GROUP) == 30 and strict.too_many_requests == 1
+    assert strict.sent_count(GROUP) == 30 and strict.too_many_requests == 2
 
 
 async def test_strict_edits_do_not_count(strict, strict_bot) -> None:
@@ -776,6 +780,7 @@ def test_stop_ends_a_pending_long_poll(fake_bot) -> None:  # noqa: F811
     fake_bot.stop()
     worker.join(10)
     assert not worker.is_alive()  # answered (empty) or hung up on, not left waiting 60 s
+    fake_bot.wait_for(lambda: fake_bot.polls_waiting == 0, timeout=5)  # nor the fake's side
     assert result["answer"] == {"ok": True, "result": []} or "Error" in result["answer"]
 
 
