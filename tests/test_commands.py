@@ -155,6 +155,21 @@ async def test_topics_keyboard_shows_what_is_followed(bot: Bot, lang: str) -> No
     assert bot.topics_of(chat) == ["arctic-lng", "power-of-siberia-2"]
 
 
+@pytest.mark.parametrize("lang", LANGS)
+async def test_help_lists_every_command_with_its_usage(bot: Bot, lang: str) -> None:
+    reply = await bot.send(chat_of(lang), "/help")
+    lines = reply.text.splitlines()
+    assert lines[0] == expect(lang, "Commands", "Commandes")
+    assert [line.split()[0].rstrip(":") for line in lines[1:]] == [
+        "/start", "/help", "/topics", "/subscribe", "/unsubscribe", "/mysubs", "/mode", "/quiet",
+        "/tz", "/latest", "/pause", "/resume", "/lang", "/stop"]
+    assert lines[4] == expect(
+        lang, "/subscribe <topic>: follow a topic (its id, or the start of its id or title), "
+              "e.g. /subscribe power-of-siberia-2",
+        "/subscribe <sujet> : suivre un sujet (son identifiant, ou le début de son identifiant "
+        "ou de son titre), par ex. /subscribe power-of-siberia-2")
+
+
 # ---------------------------------------------------------------- subscribe / unsubscribe
 
 
