@@ -642,9 +642,12 @@ class FakeBotAPI:
         return f"http://127.0.0.1:{self.port}/bot"
 
     def start(self) -> Self:
-        """Serve in a background thread; returns self once the port is bound."""
+        """Serve in a background thread; returns self once the port is bound.
+
+        After stop(), start() serves the same state on the same port (a Telegram outage).
+        """
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.api = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -1122,8 +1125,8 @@ class FakeBotAPI:
         elif mode:
             raise _bad("unsupported parse_mode")
         else:
-            text, entities = raw, _json(params, "caption_entities" if key == "caption"
-                                        else "entities") or []
+            text, entities = raw, params.get(f"{key}_entities" if key == "caption"
+                                             else "entities") or []
         text, entities = trim(text, entities)
         if not text and not empty_ok:
             raise _bad("message text is empty")
@@ -1134,7 +1137,7 @@ class FakeBotAPI:
 
     def _markup(self, params: dict) -> dict | None:
         """The reply_markup, with inline keyboards checked as Telegram checks them."""
-        markup = _json(params, "reply_markup")
+        markup = params.get("reply_markup")
         if markup is None:
             return None
         if not isinstance(markup, dict):
@@ -1207,7 +1210,7 @@ class FakeBotAPI:
     def _send_message(self, params: dict) -> dict:
         chat = self._target(params)
         text, entities = self._format(params, "text", TEXT_LIMIT, empty_ok=False)
-        preview = _json(params, "link_preview_options")
+        preview = params.get("link_preview_options")
         legacy = params.get("disable_web_page_preview")
         if preview is None and legacy is not None and _bool(legacy):
             preview = {"is_disabled": True}
@@ -1267,7 +1270,7 @@ class FakeBotAPI:
             raise _bad(NOT_MODIFIED[len("Bad Request: "):])
         message.text, message.entities, message.reply_markup = text, entities, markup
         message.html, message.parse_mode = str(params["text"]), params.get("parse_mode") or None
-        preview = _json(params, "link_preview_options")
+        preview = params.get("link_preview_options")
         if preview is not None:
             message.link_preview_options = preview
         return self._edited(chat, message)
@@ -1314,7 +1317,7 @@ class FakeBotAPI:
         offset = _int(params.get("offset") or 0, "offset")
         limit = min(max(_int(params.get("limit") or 100, "limit"), 1), 100)
         timeout = max(0.0, float(params.get("timeout") or 0))
-        allowed = _json(params, "allowed_updates")
+        allowed = params.get("allowed_updates")
         if allowed is not None:
             self._allowed = frozenset(allowed) or _DEFAULT_UPDATES
         self._poll_generation += 1
@@ -1339,7 +1342,7 @@ class FakeBotAPI:
                 self._polls_waiting -= 1
 
     def _set_my_commands(self, params: dict) -> bool:
-        commands = _json(params, "commands")
+        commands = params.get("commands")
         if not isinstance(commands, list):
             raise _bad("can't parse commands JSON object")
         if len(commands) > 100:
@@ -1366,7 +1369,7 @@ class FakeBotAPI:
         return True
 
     def _commands_key(self, params: dict) -> tuple[str, str]:
-        scope = _json(params, "scope") or {"type": "default"}
+        scope = params.get("scope") or {"type": "default"}
         language = str(params.get("language_code") or "")
         if language and not re.fullmatch(r"[a-z]{2}", language):
             raise _bad("invalid language code specified")
@@ -1477,10 +1480,6 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
         else:
             params[name] = data.decode("utf-8")
     return params
-
-
-def _json(params: dict, key: str) -> Any:
-    return params.get(key)  # already decoded by _decode_params
 
 
 def _bool(value: object) -> bool:

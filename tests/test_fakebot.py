@@ -784,13 +784,24 @@ def test_stop_ends_a_pending_long_poll(fake_bot) -> None:  # noqa: F811
     assert result["answer"] == {"ok": True, "result": []} or "Error" in result["answer"]
 
 
+async def test_an_outage_then_the_same_fake_again(fake, bot) -> None:
+    await bot.send_message(USER, "avant la panne")
+    fake.stop()
+    with pytest.raises(NetworkError):
+        await bot.send_message(USER, "pendant")
+    fake.start()
+    await bot.send_message(USER, "après")
+    assert [m.text for m in fake.messages(USER)] == ["avant la panne", "après"]
+
+
 def test_another_process_talks_to_it(fake) -> None:
     """What `veille run` does: a separate process with its own PTB, aimed at base_url."""
     script = (
         "import asyncio, sys, telegram\n"
         "async def main():\n"
         "    async with telegram.Bot(sys.argv[1], base_url=sys.argv[2]) as bot:\n"
-        "        await bot.send_message(42, '<b>depuis un autre processus</b>', parse_mode='HTML')\n"
+        "        await bot.send_message(42, '<b>depuis un autre processus</b>',\n"
+        "                               parse_mode='HTML')\n"
         "asyncio.run(main())\n"
     )
     subprocess.run([sys.executable, "-c", script, fake.token, fake.base_url], check=True,
@@ -798,3 +809,35 @@ def test_another_process_talks_to_it(fake) -> None:
     assert fake.messages(USER)[0].text == "depuis un autre processus"
     assert json.dumps(fake.messages(USER)[0].entities) == (
         '[{"offset": 0, "length": 25, "type": "bold"}]')
+
+
+async def test_a_ptb_application_polls_answers_commands_and_buttons(fake) -> None:
+    """The whole loop the bot runs: Application + Updater long polling against the fake."""
+    from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+
+    async def start(update, context) -> None:
+        await update.message.reply_text(
+            f"Bonjour <b>{update.effective_user.first_name}</b>", parse_mode="HTML",
+            reply_markup=keyboard("sub:ports"))
+
+    async def pressed(update, context) -> None:
+        await update.callback_query.answer("Abonné")
+        await update.callback_query.edit_message_text("Abonné à ports")
+
+    app = Application.builder().token(fake.token).base_url(fake.base_url).build()
+    app.add_handler(CommandHandler("start", start))
+    app.add_handler(CallbackQueryHandler(pressed))
+    async with app:
+        await app.start()
+        await app.updater.start_polling(poll_interval=0, timeout=10)
+        fake.user_sends(USER, "/start")
+        reply = (await fake.until(lambda: fake.messages(USER)))[0]
+        assert (reply.text, reply.entities) == (
+            "Bonjour Ana", [{"offset": 8, "length": 3, "type": "bold"}])
+        fake.user_presses(USER, reply.message_id, "sub:ports")
+        await fake.until(lambda: fake.messages(USER)[0].edited == 1)
+        await app.updater.stop()
+        await app.stop()
+    assert fake.messages(USER)[0].text == "Abonné à ports"
+    assert [a["text"] for a in fake.callback_answers] == ["Abonné"]
+    assert fake.calls_to("deleteWebhook") and fake.pending_updates == []
