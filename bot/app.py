@@ -18,6 +18,7 @@ from .fetch import Fetcher
 from .metrics import Metrics
 from .model import FeedSpec
 from .pipeline import Pipeline, PollSettings, utcnow
+from .stories import SurgeRule
 from .store import Store
 from .watchlist import Watchlist, load_watchlist
 from .workers import exit_with
@@ -49,7 +50,8 @@ class App:
         poll = PollSettings(
             first_poll_max_age=timedelta(hours=self.settings.first_poll_max_age_hours),
             max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
-            destinations=destinations, rng=random.Random())
+            destinations=destinations, rng=random.Random(),
+            surge=SurgeRule.from_settings(self.settings))
         self.pipeline = Pipeline(fetcher=self.fetcher, store=self.store,
                                  watchlist=lambda: self.watchlist, executor=self.executor,
                                  settings=poll, clock=self.clock,

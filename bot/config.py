@@ -12,7 +12,8 @@ from typing_extensions import Annotated
 from .errors import ConfigError
 
 # never echoed in an error (a database URL may carry a password)
-SECRET_SETTINGS = ("VEILLE_TELEGRAM_TOKEN", "VEILLE_HTTP_AUTH", "VEILLE_DATABASE_URL")
+SECRET_SETTINGS = ("VEILLE_TELEGRAM_TOKEN", "VEILLE_HTTP_AUTH", "VEILLE_DATABASE_URL",
+                   "VEILLE_LLM_KEY")
 USER_AGENT = "veille/{version} (news-monitoring feed reader; conditional GET, polite intervals)"
 
 
@@ -49,6 +50,18 @@ class Settings(BaseSettings):
     news_search: bool = True  # poll Google/Bing News searches for topics with `search:`
     parse_workers: int = Field(default=0, ge=0, le=64)  # 0: one per core
     startup_spread: float = Field(default=30.0, ge=0)  # seconds over which first polls spread
+
+    # summaries and stories (summarize.py, article.py, llm.py, surges)
+    fetch_articles: bool = False  # fetch the article page when the feed's text is too thin
+    llm_url: str | None = None  # an OpenAI-compatible base URL (…/v1); unset: no LLM summaries
+    llm_model: str | None = None
+    llm_key: SecretStr | None = None
+    llm_timeout: float = Field(default=20.0, gt=0)
+    surge_hours: float = Field(default=3.0, gt=0)  # the recent window counted
+    surge_baseline_days: float = Field(default=7.0, gt=0)  # the days before it: the usual rate
+    surge_factor: float = Field(default=3.0, ge=1)  # a surge: this many times the usual rate…
+    surge_min_stories: int = Field(default=5, ge=1)  # …and at least this many new stories
+    surge_cooldown_hours: float = Field(default=12.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -127,6 +127,7 @@ class Topic:
     feeds: tuple[str, ...] = ()  # feed names or URLs it is limited to; empty: all
     tags: tuple[str, ...] = ()  # feed tags it is limited to; empty: all
     search: tuple[str, ...] = ()  # languages of generated news-search feeds
+    surge: float | None = None  # surge factor over the usual rate; None: VEILLE_SURGE_FACTOR
     where: str = ""  # "file:line"
     destinations: tuple[tuple[str, int], ...] = ()  # (chat, forum thread or 0) posted to directly
     preview: bool = False  # Telegram link previews on

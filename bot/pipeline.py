@@ -24,11 +24,12 @@ from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
 from .model import Alert, FeedSpec, FetchResult, Item, Match
 from .store import FeedState, FetchRecord, Store
-from .stories import StoryIndex
+from .stories import StoryIndex, SurgeRule, detect_surge
 from .watchlist import Watchlist
 from .workers import MatcherFiles, Parsed, ParseJob
 
 log = logging.getLogger("veille.poll")
+SURGE_TOP = 5  # stories a surge alert lists
 
 
 def utcnow() -> datetime:
@@ -74,6 +75,7 @@ class PollSettings:
     jitter: float = 0.1
     destinations: Sequence[str] = ("console",)
     rng: random.Random = field(default_factory=random.Random)
+    surge: SurgeRule = field(default_factory=SurgeRule)  # coverage surges (VEILLE_SURGE_*)
 
 
 class Pipeline:
@@ -148,6 +150,7 @@ class Pipeline:
                 known=known, stories=self.stories)
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
+        await self._surges({a.topic for a in claim.alerts}, now)
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
                            items=len(items), new_items=claim.new, alerts=claim.alerts,
                            silent=claim.silent, skipped=parsed.feed.skipped,
@@ -175,6 +178,33 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 (a broken worker must not stop the cycle)
             log.error("parse-worker", extra={"fields": {"feed": feed.url, "error": repr(exc)}})
             raise ParseError(f"parse worker failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _surges(self, topics: set[str], now: datetime) -> None:
+        """For each topic that just opened a story: queue one surge alert when its new
+        stories surge (stories.detect_surge), unless one is cooling down. A failure is logged:
+        the items are stored already, and the next new story checks again."""
+        rule = self.settings.surge
+        for topic_id in sorted(topics):
+            topic = self.watchlist().topic(topic_id)
+            try:
+                opened = await self.store.run(self.store.story_times, topic_id,
+                                              since=now - rule.recent - rule.baseline)
+                cooling = await self.store.run(self.store.last_surge_until, topic_id)
+                surge = detect_surge(opened, now=now, rule=rule, cooling_until=cooling,
+                                     factor=topic.surge if topic else None)
+                if surge is None:
+                    continue
+                recent = await self.store.run(self.store.recent_stories, topic=topic_id,
+                                              since=now - rule.recent)
+                top = sorted(recent, key=lambda s: (-len(s.outlets), s.created_at))[:SURGE_TOP]
+                await self.store.run(self.store.record_surge, topic_id, recent=surge.recent,
+                                     baseline=surge.usual, top=top, now=now,
+                                     until=now + rule.cooldown,
+                                     destinations=tuple(self.settings.destinations))
+                log.info("surge", extra={"fields": {"topic": topic_id, "recent": surge.recent,
+                                                    "usual": surge.usual}})
+            except StoreError as exc:
+                log.error("surge", extra={"fields": {"topic": topic_id, "error": str(exc)}})
 
     def _next_poll(self, now: datetime, feed: FeedSpec, streak: int,
                    retry_after: float | None) -> datetime:

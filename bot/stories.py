@@ -574,3 +574,50 @@ def also_line(first_outlet: str, outlets: Iterable[str], limit: int = 3) -> Also
             seen.setdefault(name, None)
     names = tuple(seen)
     return Also(names[:limit], max(0, len(names) - limit))
+
+
+# ================================================================ coverage surges
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeRule:
+    """When a topic's new stories come in a surge (the VEILLE_SURGE_* settings)."""
+
+    recent: timedelta = timedelta(hours=3)  # the window counted
+    baseline: timedelta = timedelta(days=7)  # the time before it, for the usual rate
+    factor: float = 3.0  # a surge: this many times the usual number in such a window...
+    min_stories: int = 5  # ...and at least this many new stories
+    cooldown: timedelta = timedelta(hours=12)  # no second surge alert of a topic before
+
+    @classmethod
+    def from_settings(cls, settings: object) -> SurgeRule:
+        """The rule that Settings describe."""
+        get = lambda name: getattr(settings, name)  # noqa: E731
+        return cls(timedelta(hours=get("surge_hours")),
+                   timedelta(days=get("surge_baseline_days")), get("surge_factor"),
+                   get("surge_min_stories"), timedelta(hours=get("surge_cooldown_hours")))
+
+
+@dataclass(frozen=True, slots=True)
+class Surge:
+    """A topic's coverage surge: new stories in the recent window against the usual number."""
+
+    recent: int
+    usual: float  # the number of new stories a window of that length usually has
+
+
+def detect_surge(opened: Iterable[datetime], *, now: datetime, rule: SurgeRule,
+                 factor: float | None = None,
+                 cooling_until: datetime | None = None) -> Surge | None:
+    """A Surge when the stories opened in the recent window reach `factor` (the topic's own,
+    else the rule's) times the baseline's rate, and at least min_stories; None otherwise or
+    while a previous surge cools down."""
+    if cooling_until is not None and cooling_until > now:
+        return None
+    start = now - rule.recent
+    times = list(opened)
+    recent = sum(start < t <= now for t in times)
+    before = sum(start - rule.baseline <= t <= start for t in times)
+    usual = before * (rule.recent / rule.baseline)
+    wanted = max(rule.min_stories, (factor or rule.factor) * max(usual, 1.0))
+    return Surge(recent, round(usual, 3)) if recent >= wanted else None

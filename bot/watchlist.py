@@ -135,6 +135,8 @@ class TopicModel(_Strict):
     feeds: list[str] = []
     tags: list[str] = []
     search: Union[list[str], dict[str, str]] = []
+    # a coverage surge: this many times the topic's usual rate of new stories (VEILLE_SURGE_*)
+    surge: Union[float, None] = Field(default=None, ge=1)
     destinations: list[Union[int, str, "DestinationModel"]] = []  # chats posted to directly
     preview: bool = False  # Telegram link previews for this topic's alerts
 
@@ -508,7 +510,7 @@ def _load_topics(topic_docs: list[tuple[_Located, TopicsFile]], aliases: dict[st
                 context=" ".join(t.context.split()), priority=t.priority,
                 languages=tuple(t.languages), feeds=tuple(t.feeds), tags=tuple(t.tags),
                 search=tuple(sorted(search.items())), where=f"{doc.file}:{line}",
-                destinations=tuple(dict.fromkeys(chats)), preview=t.preview)
+                destinations=tuple(dict.fromkeys(chats)), preview=t.preview, surge=t.surge)
             for lang, _ in topic.search:
                 if not search_query(topic, lang):
                     doc.at(("topics", i, "search"),
