@@ -2,11 +2,21 @@
 
 Babel is the well-kept library for both: it reads the .po catalogs in bot/locales/ and knows
 how each locale writes dates, times and durations (CLDR). The catalogs are compiled in memory
-at first use (a few milliseconds): no .mo file in git that can drift from its .po, and nothing
+at first use (about 10 ms for both, once per process): no .mo file in git that can drift from its .po, and nothing
 to build after `pip install .` (pyproject ships the .po files as package data).
 
 A message id is the English text with `{name}` placeholders; `t(msgid, **values)` translates,
 then fills them in. Plurals go through `t.n(singular, plural, n, **values)` (`{n}` is filled).
+Message ids are plain text (the caller escapes the reply for HTML); an id kept in a table is
+marked with `N_(...)` where it is written, so that extraction finds it.
+
+After changing messages, update the catalogs (tests/test_i18n.py fails until then):
+
+    pybabel extract --no-default-keywords -k t -k n:1,2 -k N_ --no-location --sort-output \
+        -o /tmp/veille.pot bot/telegram/commands.py bot/telegram/admin.py bot/telegram/render.py
+    pybabel update -D veille -i /tmp/veille.pot -d bot/locales -w 100 --no-fuzzy-matching \
+        --ignore-obsolete
+    # then translate the new entries of bot/locales/fr/LC_MESSAGES/veille.po
 """
 
 from __future__ import annotations

@@ -15,25 +15,24 @@ command menus in English and French.
 - In a group, anyone in it may change the group's subscriptions and settings (the simple
   default: whoever can post there can already read the alerts, and a group's admins can
   remove the bot); commands addressed to another bot (/cmd@otherbot) are ignored.
-- Admin commands (/status, /feeds, /reload, /stats) answer only the user ids in
+- Admin commands (/status, /feeds, /reload, /stats: admin.py) answer only the user ids in
   VEILLE_ADMINS; anyone else is refused politely and the attempt is logged with the user id.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 import re
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from telegram import (BotCommand, BotCommandScopeChat, BotCommandScopeDefault,
                       InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update)
 from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
 from ..i18n import LANGUAGES, Translator, pick_language, translator
@@ -48,7 +47,6 @@ KEY = "veille"  # where register() puts the BotContext in application.bot_data
 MUTE_FOR = timedelta(hours=24)
 MAX_PAUSE = timedelta(days=365)
 LATEST = 5
-STATS_DAYS = 14
 TEXT_BUDGET = 3900  # a reply stays under Telegram's 4096 (UTF-16 units), with room to spare
 MAX_BUTTONS = 100  # Telegram's limit per inline keyboard
 
@@ -123,12 +121,6 @@ DESCRIPTIONS = {
     "lang": N_("Language: English or French"),
     "help": N_("Every command"),
     "stop": N_("Forget me"),
-}
-ADMIN_DESCRIPTIONS = {
-    "status": N_("Operators: feeds, last cycle, deliveries"),
-    "feeds": N_("Operators: failing feeds"),
-    "reload": N_("Operators: re-read the watchlists"),
-    "stats": N_("Operators: alerts per topic per day (chart)"),
 }
 
 
@@ -288,7 +280,7 @@ async def start(call: Call) -> str:
     for topic in topics:
         lines.append(_topic_line(topic))
         if topic.context:
-            lines.append(f"<i>{escape(_short(topic.context, 200))}</i>")
+            lines.append(f"<i>{escape(short(topic.context, 200))}</i>")
     lines += ["", escape(t("Tap a topic below to follow it (tap again to leave it).")),
               escape(t("Your settings: /mysubs. Every command: /help."))]
     await call.reply("\n".join(lines), topic_buttons(topics, followed, t))
@@ -299,7 +291,7 @@ async def help_(call: Call) -> str:
     t = call.t
     lines = [bold(t("Commands"))]
     lines += [escape(t(USAGE[name], example=call._example())) for name in USAGE]
-    return await _say(call, "\n".join(lines))
+    return await say(call, "\n".join(lines))
 
 
 async def topics_(call: Call) -> str:
@@ -314,7 +306,7 @@ async def topics_(call: Call) -> str:
 def topic_buttons(topics: Sequence[Topic], followed: set[str], t: Translator
                   ) -> tuple[tuple[Button, ...], ...]:
     """One row per topic: ✅ when followed, ➕ when not; pressing toggles it."""
-    return tuple((Button(f"{'✅' if x.id in followed else '➕'} {_short(x.title, 40)}",
+    return tuple((Button(f"{'✅' if x.id in followed else '➕'} {short(x.title, 40)}",
                          callback_data("tog", x.id)),) for x in topics[:MAX_BUTTONS])
 
 
@@ -329,7 +321,7 @@ async def subscribe(call: Call) -> str:
     new = await call.db("subscribe", call.chat_id, topic.id, now=call.now())
     msg = (N_("Subscribed to {title}. New alerts will come here.") if new
            else N_("You already follow {title}."))
-    return await _say(call, escape(call.t(msg, title=topic.title)))
+    return await say(call, escape(call.t(msg, title=topic.title)))
 
 
 async def unsubscribe(call: Call) -> str:
@@ -339,13 +331,13 @@ async def unsubscribe(call: Call) -> str:
     if fold(text).strip() in ("all", "tout", "tous"):
         gone = await call.db("unsubscribe", call.chat_id, None)
         msg = t.n("Unsubscribed from {n} topic.", "Unsubscribed from {n} topics.", len(gone))
-        return await _say(call, escape(msg))
+        return await say(call, escape(msg))
     topic = await _pick_topic(call, text)
     if topic is None:
         return "usage"
     gone = await call.db("unsubscribe", call.chat_id, topic.id)
     msg = (N_("Unsubscribed from {title}.") if gone else N_("You did not follow {title}."))
-    return await _say(call, escape(t(msg, title=topic.title)))
+    return await say(call, escape(t(msg, title=topic.title)))
 
 
 async def mysubs(call: Call) -> str:
@@ -364,7 +356,7 @@ async def mysubs(call: Call) -> str:
     if not subs:
         lines.append(escape(t("None yet: /topics to choose.")))
     lines += ["", bold(t("Settings"))] + [escape(x) for x in _settings(call, now)]
-    return await _say(call, "\n".join(lines))
+    return await say(call, "\n".join(lines))
 
 
 def _settings(call: Call, now: datetime) -> list[str]:
@@ -414,7 +406,7 @@ async def mode(call: Call) -> str:
         if at:
             changes["digest_at"] = at
     sub = await _update(call, **changes)
-    return await _say(call, escape(call.t("Delivery: {mode}", mode=describe_mode(sub, call.t))))
+    return await say(call, escape(call.t("Delivery: {mode}", mode=describe_mode(sub, call.t))))
 
 
 async def quiet(call: Call) -> str:
@@ -423,7 +415,7 @@ async def quiet(call: Call) -> str:
     t = call.t
     if text.lower() in ("off", "none", "non", "aucune"):
         await _update(call, quiet_start=None, quiet_end=None)
-        return await _say(call, escape(t("Quiet hours off: alerts come at any hour.")))
+        return await say(call, escape(t("Quiet hours off: alerts come at any hour.")))
     parts = [p for p in re.split(r"\s*[-–—]\s*|\s+", text) if p]
     times = [parse_hhmm(p) for p in parts]
     if len(times) != 2 or None in times:
@@ -435,7 +427,7 @@ async def quiet(call: Call) -> str:
     msg = t("Quiet hours: {start}–{end} ({tz}). High-priority alerts still arrive, silently; "
             "the others wait and come as one digest at the end.",
             start=times[0], end=times[1], tz=call.tz)
-    return await _say(call, escape(msg))
+    return await say(call, escape(msg))
 
 
 async def tz(call: Call) -> str:
@@ -447,7 +439,7 @@ async def tz(call: Call) -> str:
     await _update(call, tz=name)
     t = call.t
     msg = t("Time zone: {tz}. It is {time} there now.", tz=name, time=t.time(call.now(), name))
-    return await _say(call, escape(msg))
+    return await say(call, escape(msg))
 
 
 async def latest(call: Call) -> str:
@@ -463,15 +455,15 @@ async def latest(call: Call) -> str:
         wanted = mine or [x.id for x in call.ctx.topics()]
     found = await call.db("latest_alerts", wanted, limit=LATEST)
     if not found:
-        return await _say(call, escape(t("No alerts yet for these topics.")))
+        return await say(call, escape(t("No alerts yet for these topics.")))
     titles = {x.id: x.title for x in call.ctx.topics()}
     lines = [bold(t("Latest alerts"))]
     for a in found:
         when = t.datetime(a.published or a.created_at, call.tz)
         link = escape(a.link, quote=True)
-        lines.append(f"• <a href=\"{link}\">{escape(_short(a.title, 200))}</a>\n  "
+        lines.append(f"• <a href=\"{link}\">{escape(short(a.title, 200))}</a>\n  "
                      f"{escape(a.source)} · {escape(when)} · {escape(titles.get(a.topic, a.topic))}")
-    return await _say(call, "\n".join(lines))
+    return await say(call, "\n".join(lines))
 
 
 async def pause(call: Call) -> str:
@@ -485,7 +477,7 @@ async def pause(call: Call) -> str:
     await _update(call, paused_until=until)
     msg = call.t("Paused until {when}. /resume to get alerts again sooner.",
                  when=call.t.datetime(until, call.tz))
-    return await _say(call, escape(msg))
+    return await say(call, escape(msg))
 
 
 async def resume(call: Call) -> str:
@@ -493,7 +485,7 @@ async def resume(call: Call) -> str:
         and call.sub.paused_until > call.now()
     await _update(call, paused_until=None)
     msg = N_("Alerts resumed.") if was else N_("You were not paused: alerts are on.")
-    return await _say(call, escape(call.t(msg)))
+    return await say(call, escape(call.t(msg)))
 
 
 async def lang(call: Call) -> str:
@@ -502,14 +494,14 @@ async def lang(call: Call) -> str:
         return await call.usage()
     await _update(call, lang=None if choice == "auto" else choice)
     call.relang()
-    return await _say(call, escape(call.t("I will answer in English.")))
+    return await say(call, escape(call.t("I will answer in English.")))
 
 
 async def stop(call: Call) -> str:
     """Forget the chat: its row, subscriptions and deliveries (answered in its language)."""
     await call.db("delete_subscriber", call.chat_id)
     msg = call.t("Done: I forgot this chat, its topics and settings. /start to come back.")
-    return await _say(call, escape(msg))
+    return await say(call, escape(msg))
 
 
 async def _update(call: Call, **changes: Any) -> Subscriber:
@@ -519,7 +511,7 @@ async def _update(call: Call, **changes: Any) -> Subscriber:
     return call.sub
 
 
-async def _say(call: Call, html: str, rows: Sequence[Sequence[Button]] = ()) -> str:
+async def say(call: Call, html: str, rows: Sequence[Sequence[Button]] = ()) -> str:
     await call.reply(html, rows)
     return "ok"
 
@@ -559,7 +551,7 @@ def zone_name(text: str) -> str | None:
     return _zones().get(text.strip().lower())
 
 
-def _short(text: str, size: int) -> str:
+def short(text: str, size: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= size else text[: size - 1].rstrip() + "…"
 
@@ -596,7 +588,7 @@ async def _toggle(call: Call, topic: Topic) -> str:
         note = t("Subscribed to {title}.", title=topic.title)
     followed = {s.topic for s in await call.db("subscriptions", call.chat_id)}
     await _edit_buttons(call, topic_buttons(call.ctx.topics(), followed, t))
-    await query.answer(_short(note, 190))  # after the edit: the press is done when answered
+    await query.answer(short(note, 190))  # after the edit: the press is done when answered
     return "ok"
 
 
@@ -608,7 +600,7 @@ async def _mute(call: Call, topic: Topic) -> str:
                  when=t.datetime(until, call.tz))
     else:
         note = t("You do not follow {title}.", title=topic.title)
-    await query.answer(_short(note, 190))
+    await query.answer(short(note, 190))
     return "ok"
 
 
@@ -619,7 +611,7 @@ async def _unsub(call: Call, topic: Topic) -> str:
             else t("You did not follow {title}.", title=topic.title))
     # the alert keeps one button: follow the topic again
     await _edit_buttons(call, ((Button(t("Follow again"), callback_data("sub", topic.id)),),))
-    await query.answer(_short(note, 190))
+    await query.answer(short(note, 190))
     return "ok"
 
 
@@ -630,14 +622,12 @@ async def _resubscribe(call: Call, topic: Topic) -> str:
     await call.db("subscribe", call.chat_id, topic.id, now=call.now())
     await _edit_buttons(call, ((Button(t("Mute 24 h"), callback_data("mute", topic.id)),
                                 Button(t("Unsubscribe"), callback_data("unsub", topic.id))),))
-    await query.answer(_short(t("Subscribed to {title}.", title=topic.title), 190))
+    await query.answer(short(t("Subscribed to {title}.", title=topic.title), 190))
     return "ok"
 
 
 async def _edit_buttons(call: Call, rows: Sequence[Sequence[Button]]) -> None:
     """Replace the pressed message's keyboard ("not modified" is fine: nothing changed)."""
-    from telegram.error import BadRequest
-
     try:
         await call.update.callback_query.edit_message_reply_markup(keyboard(rows))
     except BadRequest as exc:
@@ -649,106 +639,6 @@ _BUTTONS: dict[str, Callable[[Call, Topic], Awaitable[str]]] = {
     "tog": _toggle, "mute": _mute, "unsub": _unsub, "sub": _resubscribe}
 
 
-# ---------------------------------------------------------------- admin commands
-
-
-async def status(call: Call) -> str:
-    t = call.t
-    if call.ctx.status is None:
-        return await _say(call, escape(t("Status is not available in this process.")))
-    report: StatusReport = await call.ctx.status()
-    last = (t.datetime(report.last_cycle_at, call.tz, zone_name=True)
-            if report.last_cycle_at else t("never"))
-    if report.last_cycle_seconds is not None:
-        last += " " + t("({seconds} s)", seconds=f"{report.last_cycle_seconds:.1f}")
-    lines = [t("Feeds: {ok} healthy, {bad} failing (/feeds)", ok=report.feeds_healthy,
-               bad=report.feeds_failing),
-             t("Last cycle: {when}", when=last),
-             t("Pending deliveries: {n}", n=report.pending_deliveries),
-             t("Subscribers: {n} active, {off} inactive", n=report.subscribers,
-               off=report.inactive_subscribers)]
-    return await _say(call, "\n".join([bold(t("veille status"))] + [escape(x) for x in lines]))
-
-
-async def feeds(call: Call) -> str:
-    t = call.t
-    failing = [f for f in await call.db("feeds_overview") if f.active and f.error_streak > 0]
-    if not failing:
-        return await _say(call, escape(t("Every feed is healthy.")))
-    failing.sort(key=lambda f: (-f.error_streak, f.name))
-    head = t.n("{n} failing feed", "{n} failing feeds", len(failing))
-    lines = [f"<b>{escape(head)}</b>"]
-    for f in failing:
-        since = (t.datetime(f.last_success_at, call.tz) if f.last_success_at
-                 else t("never"))
-        detail = t("{errors} errors in a row; last success: {since}", errors=f.error_streak,
-                   since=since)
-        lines.append(f"• <b>{escape(f.name)}</b> — {escape(detail)}\n  "
-                     f"<code>{escape(_short(f.last_error or '?', 300))}</code>")
-    return await _say(call, "\n".join(lines))
-
-
-async def reload(call: Call) -> str:
-    t = call.t
-    if call.ctx.reload is None:
-        return await _say(call, escape(t("Reloading is not available in this process.")))
-    problems = await call.ctx.reload()
-    if problems:
-        head = t.n("Refused: {n} problem in the watchlists; the last good set stays.",
-                   "Refused: {n} problems in the watchlists; the last good set stays.",
-                   len(problems))
-        body = "\n".join(f"<code>{escape(_short(p, 300))}</code>" for p in problems)
-        return await _say(call, f"{bold(head)}\n{body}")
-    wl = call.ctx.watchlist()
-    msg = t("Watchlists reloaded: {topics} topics, {feeds} feeds.", topics=len(wl.topics),
-            feeds=len(wl.feeds))
-    return await _say(call, escape(msg))
-
-
-async def stats(call: Call) -> str:
-    t = call.t
-    now = call.now()
-    counts = await call.db("alerts_per_topic_per_day", now=now, days=STATS_DAYS)
-    if not counts:
-        return await _say(call, escape(t("No alerts in the last {days} days.", days=STATS_DAYS)))
-    titles = {x.id: x.title for x in call.ctx.topics()}
-    days = [now.date() - timedelta(days=STATS_DAYS - 1 - k) for k in range(STATS_DAYS)]
-    png = await asyncio.to_thread(stats_chart, counts, days, titles, t)
-    total = sum(sum(c.values()) for c in counts.values())
-    caption = t("Alerts per topic per day, last {days} days (UTC): {total} in all.",
-                days=STATS_DAYS, total=total)
-    await call.bot.send_photo(call.chat_id, photo=png, caption=escape(caption),
-                              parse_mode=ParseMode.HTML)
-    return "ok"
-
-
-def stats_chart(counts: dict[str, dict[date, int]], days: list[date], titles: dict[str, str],
-                t: Translator) -> bytes:
-    """A PNG line chart: one line per topic, one point per day (matplotlib, Agg backend:
-    the well-kept plotting library, used without pyplot's global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    xs = range(len(days))
-    for topic in sorted(counts, key=lambda k: -sum(counts[k].values())):
-        ys = [counts[topic].get(d, 0) for d in days]
-        ax.plot(xs, ys, marker="o", linewidth=1.5, label=_short(titles.get(topic, topic), 45))
-    ax.set_xticks(list(xs), [t.day(d) for d in days], rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel(t("alerts"))
-    ax.set_ylim(bottom=0)
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(t("Alerts per topic per day"))
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
-
-
 # ---------------------------------------------------------------- wiring
 
 
@@ -756,12 +646,12 @@ SUBSCRIBER_COMMANDS: dict[str, Callable[[Call], Awaitable[str]]] = {
     "start": start, "help": help_, "topics": topics_, "subscribe": subscribe,
     "unsubscribe": unsubscribe, "mysubs": mysubs, "mode": mode, "quiet": quiet, "tz": tz,
     "latest": latest, "pause": pause, "resume": resume, "lang": lang, "stop": stop}
-ADMIN_COMMANDS: dict[str, Callable[[Call], Awaitable[str]]] = {
-    "status": status, "feeds": feeds, "reload": reload, "stats": stats}
 
 
 def register(application: Application, ctx: BotContext) -> None:
     """Add every command and button handler to application, with ctx for them to use."""
+    from .admin import ADMIN_COMMANDS  # admin.py builds on this module
+
     application.bot_data[KEY] = ctx
     where = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
     for name, fn in SUBSCRIBER_COMMANDS.items():
@@ -777,7 +667,7 @@ async def set_commands(bot: Any, admins: Iterable[int] = ()) -> None:
     users, in French for French users; admins also get the operators' commands in their
     private chat. A menu Telegram refuses (an admin who never wrote to the bot: "chat not
     found") is logged and skipped: menus are a convenience, never a reason not to start."""
-    from telegram.error import TelegramError
+    from .admin import ADMIN_DESCRIPTIONS
 
     menus = [(BotCommandScopeDefault(), DESCRIPTIONS)] + [
         (BotCommandScopeChat(admin), DESCRIPTIONS | ADMIN_DESCRIPTIONS) for admin in admins]
@@ -862,4 +752,4 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 __all__ = ["BotContext", "StatusReport", "register", "set_commands", "resolve_topic",
-           "parse_duration", "parse_hhmm", "zone_name", "stats_chart"]
+           "parse_duration", "parse_hhmm", "zone_name"]
