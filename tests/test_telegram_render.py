@@ -2,7 +2,8 @@
 
 Every headline and lead here is written for these tests. `check_html` is a strict reading
 of Telegram's HTML rules (../shared/telegram-bot-api.md), written apart from the renderer's
-own parser so that one cannot hide the other's mistakes.
+own parser so that one cannot hide the other's mistakes; every message also goes through
+the fake Bot API's port of TDLib's HTML parser (tests/fakebot.py) in its strict mode.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.model import Alert, Hit, Item, Match, Topic
+from tests.fakebot import parse_html, trim
 from bot.telegram.render import (
     LIMIT, Button, DigestEntry, Rendered, callback_data, entity_length, escape, local_time,
     parse_callback, render_alert, render_digest, utf16_len)
@@ -97,6 +99,8 @@ def check_message(r: Rendered) -> str:
     """The shown text, after checking the HTML, both limits and the buttons."""
     shown = check_html(r.text)
     assert utf16_len(shown) <= LIMIT, f"{utf16_len(shown)} units"
+    parsed, _ = trim(*parse_html(r.text, strict=True))  # raises as Telegram would
+    assert parsed == shown
     assert entity_length(r.text) == utf16_len(shown)
     assert 0 < utf16_len(r.plain()) <= LIMIT
     r.plain().encode("utf-8")
@@ -305,6 +309,13 @@ def test_every_feed_string_is_escaped() -> None:
     assert "Context with <u>tags</u> & &amp; written literally" in shown
 
 
+def test_bidi_overrides_from_feeds_are_dropped_and_rtl_text_kept() -> None:
+    it = item(title="\u202eSanctions\u202c עדכון", source="Wire\u2067", published=NOV30)
+    r = render_alert(alert(it), None, buttons=False)
+    assert r.text.split("\n")[1:] == ['<a href="https://news.example/a">Sanctions עדכון</a>',
+                                      "Wire · 30 Nov 2026, 13:05 UTC"]
+
+
 @pytest.mark.parametrize("text, quote, expected", [
     ("a < b & c > d", False, "a &lt; b &amp; c &gt; d"),
     ('say "hi" & go', False, 'say "hi" &amp; go'),
@@ -377,6 +388,9 @@ BODY = "Washington added twelve Chinese suppliers to its sanctions list; the SAN
     # a given summary without marks: the matched texts are looked for in it
     ((Hit("sanction*", "body", 49, 58, "sanctions"),), "Sanctions widen to drone makers.",
      None, "<b>Sanctions</b> widen to drone makers."),
+    # a phrase broken across lines in the text is still found
+    ((Hit("p", "title", 0, 5, "Power of Siberia 2"),), "Talks on the power of\nSiberia 2 "
+     "resumed.", None, "Talks on the <b>power of Siberia 2</b> resumed."),
     # terms with markup characters are escaped inside the bold
     ((Hit("x", "title", 0, 4, "<b>"),), "Tag <b> in text", None,
      "Tag <b>&lt;b&gt;</b> in text"),

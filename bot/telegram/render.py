@@ -219,11 +219,15 @@ class _Run:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# explicit bidi embeddings, overrides and isolates: a feed string could reverse the rest of
+# its line (source · time) with them; right-to-left text displays right without them
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _clean(text: str) -> str:
-    """Control characters dropped, lone surrogates replaced (they cannot be sent)."""
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+    """Control characters as spaces, bidi overrides dropped, lone surrogates replaced (they
+    cannot be sent)."""
+    return _SURROGATE.sub("\ufffd", _BIDI.sub("", _CONTROL.sub(" ", text)))
 
 
 def _line(text: str) -> str:
@@ -401,7 +405,8 @@ def _find(terms: Iterable[str], text: str) -> list[tuple[int, int]]:
     for term in {t.strip() for t in terms if t and t.strip()}:
         before = r"(?<!\w)" if not _spaceless(term[0]) else ""
         after = r"(?!\w)" if not _spaceless(term[-1]) else ""
-        pattern = re.compile(before + re.escape(term) + after, re.I)
+        words = r"\s+".join(re.escape(w) for w in term.split())  # a line break may sit between
+        pattern = re.compile(before + words + after, re.I)
         spans.extend(m.span() for m in pattern.finditer(text))
     return spans
 
@@ -509,8 +514,20 @@ def _total(parts: Sequence[_Part]) -> int:
     return sum(len(sep) + _vis(p.runs) for sep, p in _seps(parts))
 
 
+def _strip(runs: list[_Run]) -> list[_Run]:
+    """runs without whitespace at either end (Telegram trims a message's ends)."""
+    runs = [r for r in runs if r.text]
+    if runs:
+        runs[0] = _Run(runs[0].text.lstrip(), runs[0].wrap)
+        runs[-1] = _Run(runs[-1].text.rstrip(), runs[-1].wrap)
+    return [r for r in runs if r.text]
+
+
 def _fit(parts: list[_Part], order: Sequence[tuple[str, int]]) -> list[_Part]:
-    """Parts shrunk in order (name, least size kept else dropped) until within LIMIT."""
+    """Parts trimmed, then shrunk in order (name, least size kept else dropped) until
+    within LIMIT."""
+    for p in parts:
+        p.runs = _strip(p.runs)
     for name, least in order:
         over = _total(parts) - LIMIT
         if over <= 0:
@@ -597,7 +614,8 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
     if previously:
         when = local_time(previously[0], tz=tz, lang=lang, time=False, zone_name=False)
         prev = _capped(_line(previously[1]), PREVIOUS_MAX)
-        parts.append(_Part("previously", STORY, [_Run(f"{t('Previously:')} {when} — ")] + prev))
+        label = f"{t('Previously:')} {when}" + (" — " if prev else "")
+        parts.append(_Part("previously", STORY, [_Run(label)] + prev))
     context = _line(topic.context if topic else "")
     if context:
         parts.append(_Part("context", CONTEXT, _capped(context, CONTEXT_MAX, ("i",))))
