@@ -30,8 +30,11 @@ class _Formatter(logging.Formatter):
 
 
 def _show(value: object) -> str:
-    text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+    """A value as key=value shows it: on one line (lines joined by ' | '), quoted if it has spaces."""
+    text = " | ".join(line.strip() for line in str(value).splitlines() if line.strip())
+    if not text or any(c in text for c in ' "='):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def setup_logging(level: str = "INFO", fmt: str = "console") -> None:
