@@ -44,7 +44,7 @@ EXCERPT_MIN = 40  # an excerpt shrunk below this is dropped rather than shown as
 CONTEXT_MAX = 1000
 PREVIOUS_MAX = 300
 ALSO_NAMES = 3
-RAW_LINK_MAX = 200
+RAW_LINK_MAX = 300  # a link that is not http(s) is shown as code up to this length
 HREF_MAX = 2048
 DIGEST_TITLE_MAX = 300
 DIGEST_ENTRY_MAX = 1000
@@ -584,7 +584,7 @@ def _head(alert: Alert, topic: Topic | None, tz: str, lang: str,
     title = _line(item.title) or t("(no title)")
     parts.append(_Part("title", HEAD, _capped(title, TITLE_MAX, (_a(href),) if href else ())))
     raw = _line(item.link)
-    if href is None and raw:
+    if href is None and raw and len(raw) <= RAW_LINK_MAX:  # a cut address would mislead
         parts.append(_Part("link", HEAD, _capped(raw, RAW_LINK_MAX, ("code",))))
     meta = _capped(_source(item), SOURCE_MAX)
     if item.published:
@@ -602,8 +602,11 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
     """One alert as a Telegram message, within 4096 UTF-16 units after entity parsing.
 
     Layout: priority marker and topic in bold; the headline linked; source · local time;
-    the excerpt with the matched terms in bold; other outlets; the previous alert of the
-    story; the topic's context in italics; buttons to mute the topic or unsubscribe.
+    the excerpt (summary, else the item's own text) with the matched terms in bold (marks,
+    else the body hits and the matched texts); other outlets (also, else alert.extra's
+    "also"); the story's previous alert; the topic's context in italics; buttons to mute
+    the topic for 24 h or unsubscribe. When too long, the excerpt shrinks first, then the
+    outlets line goes, then the headline is cut.
     """
     parts, href = _head(alert, topic, tz, lang, t)
     parts.append(_Part("excerpt", EXCERPT, _excerpt(alert, summary, marks)))
