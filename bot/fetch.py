@@ -22,6 +22,7 @@ import asyncio
 import functools
 import hashlib
 import ipaddress
+import os
 import random
 import re
 import socket
@@ -737,16 +738,31 @@ async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
 
 def _read_capped(url: str, path: Path, cap: int) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(cap + 1)
+        return read_local(path, cap)
     except FileNotFoundError:
         raise FetchError(url, f"file not found: {path}", transient=False) from None
     except OSError as exc:
         raise FetchError(
             url, f"cannot read {path}: {exc.strerror or exc}", transient=False
         ) from None
+    except ValueError:
+        raise FetchError(url, f"body exceeds {cap} bytes", transient=False) from None
+
+
+def read_local(path: Path, cap: int) -> bytes:
+    """A local file's bytes under the body cap of fetched feeds (VEILLE_MAX_BODY_BYTES).
+
+    The size is checked before reading, so a huge file is refused at once; the read stops
+    at cap + 1 bytes in case the file grows (or is a pipe). ValueError when too large.
+    """
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > cap:
+            raise ValueError(f"{path} is {size} bytes, over the {cap}-byte limit "
+                             "(VEILLE_MAX_BODY_BYTES)")
+        data = f.read(cap + 1)
     if len(data) > cap:
-        raise FetchError(url, f"body exceeds {cap} bytes", transient=False)
+        raise ValueError(f"{path} is over the {cap}-byte limit (VEILLE_MAX_BODY_BYTES)")
     return data
 
 
