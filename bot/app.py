@@ -18,6 +18,7 @@ from .fetch import Fetcher
 from .metrics import Metrics
 from .model import FeedSpec
 from .pipeline import Pipeline, PollSettings, utcnow
+from .llm import LLM
 from .stories import SurgeRule
 from .store import Store
 from .watchlist import Watchlist, load_watchlist
@@ -37,6 +38,7 @@ class App:
     sink: Sink | None
     executor: Executor | None = None
     telegram: "Telegram | None" = None
+    reloader: Callable | None = None  # set by the Runner: re-read watchlists/ now
     clock: Callable = utcnow
     metrics: Metrics = field(default_factory=Metrics)
     pipeline: Pipeline = field(init=False)
@@ -51,7 +53,8 @@ class App:
             first_poll_max_age=timedelta(hours=self.settings.first_poll_max_age_hours),
             max_backoff=self.settings.max_backoff, jitter=self.settings.jitter,
             destinations=destinations, rng=random.Random(),
-            surge=SurgeRule.from_settings(self.settings))
+            surge=SurgeRule.from_settings(self.settings),
+            fetch_articles=self.settings.fetch_articles, llm=LLM.from_settings(self.settings))
         self.pipeline = Pipeline(fetcher=self.fetcher, store=self.store,
                                  watchlist=lambda: self.watchlist, executor=self.executor,
                                  settings=poll, clock=self.clock,
@@ -86,7 +89,33 @@ class App:
 
     def bot_context(self) -> Any:
         """What the command handlers may use (bot.telegram.commands.BotContext)."""
-        return None
+        from .telegram.commands import BotContext
+
+        return BotContext(store=self.store, watchlist=lambda: self.watchlist, clock=self.clock,
+                          admins=tuple(self.settings.admins), reload=self._reload_for_admin,
+                          status=self.status_report)
+
+    async def _reload_for_admin(self) -> list[str]:
+        """/reload: re-read watchlists/ now; the problems (the last good set stays) or []."""
+        if self.reloader is None:
+            return ["reloading is only possible while `veille run` is running"]
+        return await self.reloader()
+
+    async def status_report(self) -> Any:
+        """/status: feeds healthy and failing, the last poll, pending deliveries, chats."""
+        from .telegram.commands import StatusReport
+
+        feeds = [f for f in await self.store.run(self.store.feeds_overview) if f.active]
+        counts = await self.store.run(self.store.delivery_counts)
+        chats = [s for s, _ in await self.store.run(self.store.subscribers_overview)]
+        polls = [f.last_poll_at for f in feeds if f.last_poll_at is not None]
+        return StatusReport(
+            feeds_healthy=sum(f.error_streak == 0 for f in feeds),
+            feeds_failing=sum(f.error_streak > 0 for f in feeds),
+            last_cycle_at=max(polls) if polls else None,
+            pending_deliveries=counts["pending"] + counts["digest"],
+            subscribers=sum(s.active for s in chats),
+            inactive_subscribers=sum(not s.active for s in chats))
 
     async def deliver(self, *, wait: bool = False) -> int:
         """Drain the outbox to the console sink (one drain at a time) and hand Telegram
@@ -95,7 +124,8 @@ class App:
         if self.sink is not None:
             async with self._drain_lock:
                 delivered = await drain(self.store, self.sink, clock=self.clock,
-                                        topics=self.watchlist.topic)
+                                        topics=self.watchlist.topic,
+                                        lease=timedelta(seconds=self.settings.lease_seconds))
         if self.telegram is not None:
             if wait:
                 await self.telegram.worker.drain_all()
@@ -179,7 +209,8 @@ class Telegram:
             topics=lambda topic: app.watchlist.topic(topic),
             destinations=lambda: {t.id: t.destinations for t in app.watchlist.topics
                                   if t.destinations},
-            clock=app.clock, translator=_translator())
+            clock=app.clock, translator=_translator(),
+            lease=timedelta(seconds=app.settings.lease_seconds))
 
     async def start(self, *, listen: bool, context: Any = None) -> None:
         """Connect (getMe); with listen, also take commands (long polling getUpdates).
@@ -200,7 +231,7 @@ class Telegram:
             from .telegram import commands
 
             commands.register(self.application, context)
-            await commands.set_commands(self.application.bot)
+            await commands.set_commands(self.application.bot, context.admins)
         await self.application.start()
         await self.application.updater.start_polling(
             allowed_updates=["message", "callback_query", "my_chat_member"])
@@ -213,8 +244,7 @@ class Telegram:
             await self.application.updater.stop()
             await self.application.stop()
             self.listening = False
-        if self.application.bot._initialized:  # noqa: SLF001 (shutdown() needs initialize())
-            await self.application.shutdown()
+        await self.application.shutdown()  # a no-op when it was never initialized
 
 
 def _translator():

@@ -70,15 +70,17 @@ class JsonSink:
     async def finish(self, store: Store) -> None:
         """Print the alerts held, each with its story's final state."""
         for alert, topic in self._held:
-            also, previously = [], None
-            if alert.story is not None:
-                also = _other_outlets(await store.run(store.story_members, alert.story))
+            also, previously, story = [], None, None
+            if alert.story is not None and not alert.story.startswith("surge:"):
+                story = await store.run(store.story, alert.story)
+                also = _other_outlets(list(story.members)) if story else []
                 before = alert.extra.get("created_at") or alert.item.published
                 if before is not None:
                     last = await store.run(store.previous_story, alert.topic, before=before,
                                            exclude=alert.story)
                     previously = (last.created_at, last.title) if last else None
-            row = alert_json(alert, topic, also=also, previously=previously)
+            row = alert_json(alert, topic, also=also, previously=previously,
+                             kept=story.summary if story else None)
             self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.stream.flush()
         self._held.clear()
@@ -96,12 +98,13 @@ def _other_outlets(members: list) -> list:
 
 
 async def drain(store: Store, sink: Sink, *, clock: Callable[[], datetime],
-                topics: Callable[[str], Topic | None], limit: int = 100) -> int:
+                topics: Callable[[str], Topic | None], limit: int = 100,
+                lease: timedelta = LEASE) -> int:
     """Deliver every due alert for the sink's destination; the number delivered."""
     delivered = 0
     while True:
         now = clock()
-        batch = await store.run(store.lease_alerts, now=now, until=now + LEASE,
+        batch = await store.run(store.lease_alerts, now=now, until=now + lease,
                                         limit=limit, destination=sink.destination)
         if not batch:
             return delivered

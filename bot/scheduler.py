@@ -72,6 +72,7 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the jobs, wait for stop, then wind down cleanly."""
+        self.app.reloader = self.reload_now
         await self.app.start(listen=True)
         self.scheduler.start()
         self.app.metrics.scheduler_started()
@@ -185,11 +186,15 @@ class Runner:
                                                    "before": before.isoformat()}})
 
     async def _reload(self) -> None:
-        directory = self.app.watchlist.directory
-        seen = fingerprint(directory)
+        seen = fingerprint(self.app.watchlist.directory)
         if seen == self.examined:
             return
         self.examined = seen  # a broken edit is reported once, not every RELOAD_EVERY
+        await self.reload_now()
+
+    async def reload_now(self) -> list[str]:
+        """Re-read watchlists/ and swap it in; the problems (the last good one stays) or []."""
+        directory = self.app.watchlist.directory
         try:
             fresh = await asyncio.to_thread(
                 load_watchlist, directory, allow_private_urls=self.app.settings.allow_private_urls)
@@ -199,8 +204,9 @@ class Runner:
                     "at": f"{p.file}:{p.line}:{p.col}", "problem": p.message.splitlines()[0]}})
             log.error("reload", extra={"fields": {"kept": "last good watchlist",
                                                   "problems": len(exc.problems)}})
-            return
+            return [str(p) for p in exc.problems]
         await self._swap(fresh)
+        return []
 
     async def _swap(self, fresh) -> None:
         old = {f.url for f in self.app.feeds()}

@@ -78,6 +78,7 @@ class DeliveryWorker:
     clock: Callable[[], datetime]
     translator: Callable[[str], Callable[[str], str]] = lambda _lang: (lambda s: s)
     rng: random.Random = field(default_factory=random.Random)
+    lease: timedelta = LEASE  # how long leased rows are ours before another worker may take them
     _chats: dict[str, asyncio.Task] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _stopping: bool = field(default=False, init=False)
@@ -97,7 +98,8 @@ class DeliveryWorker:
                     "alerts": fanned.alerts, "subscribers": fanned.subscribers,
                     "destinations": fanned.destinations}})
             rows = await self.store.run(self.store.lease_deliveries, now=now,
-                                        until=now + LEASE, limit=BATCH, busy=self.busy())
+                                        until=now + self.lease, limit=BATCH,
+                                        busy=self.busy())
             by_chat: dict[str, list[Delivery]] = {}
             for row in rows:
                 by_chat.setdefault(row.chat, []).append(row)
