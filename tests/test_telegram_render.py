@@ -28,7 +28,7 @@ UTC = timezone.utc
 NOV30 = datetime(2026, 11, 30, 13, 5, tzinfo=UTC)
 
 FR = {"Mute 24 h": "Silence 24 h", "Unsubscribe": "Se désabonner", "Also:": "Aussi :",
-      "Previously:": "Précédemment :", "Digest": "Résumé", "outlets": "médias",
+      "Previously:": "Précédemment :", "Digest": "Résumé",
       "(no title)": "(sans titre)"}
 
 
@@ -622,13 +622,13 @@ def test_digest_groups_by_priority_then_title_newest_first_each_story_once() -> 
         "\n"
         "🔴 <b>Power of Siberia 2 pipeline</b>\n"
         "• <a>Statement mentions the pipeline</a> — Wire · 30 Nov, 09:25\n"
-        "• <a>Pipeline price formula agreed</a> — Wire · 30 Nov, 09:20 · 5 outlets\n"
+        "• <a>Pipeline price formula agreed</a> — Wire (+4) · 30 Nov, 09:20\n"
         "\n"
         "🔹 <b>orphan</b>\n"
         "• <a>Undated note &lt;draft&gt;</a> — Wire\n"
         "\n"
         "🔹 <b>Sanctions on Chinese suppliers</b>\n"
-        "• <a>Treasury adds Chinese drone suppliers</a> — AP · 30 Nov, 09:40 · 2 outlets\n"
+        "• <a>Treasury adds Chinese drone suppliers</a> — AP (+1) · 30 Nov, 09:40\n"
         "• <a>Beijing reacts to US sanctions</a> — Wire · 30 Nov, 09:30")
     assert "Joint statement" not in text  # story s1 shown once, under its first topic
     assert '&amp;b=2">' in pages[0].text
@@ -643,7 +643,7 @@ def test_digest_in_french() -> None:
         "📰 <b>Résumé du 30 novembre</b>\n"
         "\n"
         "🔴 <b>Power of Siberia 2 pipeline</b>\n"
-        "• <a>Force de Sibérie 2 : accord</a> — Wire · 30 nov., 16:05 · 3 médias")
+        "• <a>Force de Sibérie 2 : accord</a> — Wire (+2) · 30 nov., 16:05")
 
 
 def test_empty_digest_renders_nothing() -> None:

@@ -617,7 +617,8 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
     if previously:
         when = local_time(previously[0], tz=tz, lang=lang, time=False, zone_name=False)
         prev = _capped(_line(previously[1]), PREVIOUS_MAX)
-        label = f"{t('Previously:')} {when}" + (" — " if prev else "")
+        label = t("Previously:") + f" {when}" + (" — " if prev else "")  # t() outside
+        # the f-string, where the catalog extraction finds it
         parts.append(_Part("previously", STORY, [_Run(label)] + prev))
     context = _line(topic.context if topic else "")
     if context:
@@ -692,17 +693,16 @@ def _stories(entries: Sequence[DigestEntry]) -> list[list[_Story]]:
 
 
 def _digest_entry(story: _Story, tz: str, lang: str, t: Translate) -> list[_Run]:
-    """'• headline — source · time · N outlets', the headline linked."""
+    """'• headline — source (+N) · time', the headline linked; +N more outlets carried the
+    story (as on an alert's 'Also:' line, and with no words to translate)."""
     item = story.entry.alert.item
     title = _line(item.title) or t("(no title)")
     href = _web_link(item.link)
     runs = [_Run("• ")] + _capped(title, DIGEST_TITLE_MAX, (_a(href),) if href else ())
-    meta = [_cut_text(_source(item), SOURCE_MAX)]
+    more = max(story.outlets, len(story.sources)) - 1
+    meta = [_cut_text(_source(item), SOURCE_MAX) + (f" (+{more})" if more > 0 else "")]
     if item.published:
         meta.append(local_time(item.published, tz=tz, lang=lang, date="MMMd", zone_name=False))
-    count = max(story.outlets, len(story.sources))
-    if count > 1:
-        meta.append(f"{count} {t('outlets')}")
     runs.append(_Run(" — " + " · ".join(m for m in meta if m)))
     return _cut(runs, DIGEST_ENTRY_MAX)
 
