@@ -42,7 +42,8 @@ What it does
 - A simulated user: `user_sends` (commands carry bot_command entities), `user_presses`
   (a callback_query for a button that is really on the message), `user_blocks`.
 - Records: `calls`, `messages(chat)`, `sent_count`, `callback_answers`, `commands`,
-  `too_many_requests`; `wait_for(predicate)` / `await until(predicate)` block on a condition.
+  `too_many_requests`, `bugs`; `wait_for(predicate)` / `await until(predicate)` block on a
+  condition.
 
 Not modelled: MarkdownV2/Markdown (refused with a clear 400), inline messages, TDLib's entity
 normalisation after parsing (merging adjacent entities, splitting overlaps), automatic url /
@@ -69,6 +70,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -485,7 +487,7 @@ class Call:
 
     method: str  # canonical spelling, e.g. "sendMessage"
     params: dict
-    status: int
+    status: int  # 0: no answer was sent (a timeout fault, or stopping)
     description: str | None  # None when ok
     chat_id: int | None = None
 
@@ -630,6 +632,7 @@ class FakeBotAPI:
         self._polls_waiting = 0
         self._buckets: dict[object, TokenBucket] = {}
         self._too_many = 0
+        self._bugs: list[str] = []  # tracebacks of the fake's own failures
         self._methods: dict[str, tuple[str, Callable[[dict], Any]]] = {
             name.lower(): (name, getattr(self, "_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()))
             for name in METHODS
@@ -879,6 +882,12 @@ class FakeBotAPI:
             return self._too_many
 
     @property
+    def bugs(self) -> list[str]:
+        """Tracebacks of requests the fake itself failed on (answered 500): should be empty."""
+        with self._cond:
+            return list(self._bugs)
+
+    @property
     def polls_waiting(self) -> int:
         """getUpdates requests held open right now (long polling)."""
         with self._cond:
@@ -953,8 +962,10 @@ class FakeBotAPI:
             status, payload = exc.status, exc.payload()
         except _Silence:  # recorded with status 0: the client got no answer
             status, payload = 0, {"description": "no answer (timeout fault or stopping)"}
-        except Exception as exc:  # a bug in the fake: say so instead of hanging up
+        except Exception as exc:  # a bug in the fake: answer 500, and the fixture fails the test
             status, payload = 500, ApiError(500, f"fake Bot API bug: {exc!r}").payload()
+            with self._cond:
+                self._bugs.append(f"{method}: {traceback.format_exc()}")
         with self._cond:
             self._calls.append(Call(method, params, status, payload.get("description"), chat_id))
             self._cond.notify_all()
@@ -1316,7 +1327,7 @@ class FakeBotAPI:
                                 "active; use deleteWebhook to delete the webhook first")
         offset = _int(params.get("offset") or 0, "offset")
         limit = min(max(_int(params.get("limit") or 100, "limit"), 1), 100)
-        timeout = max(0.0, float(params.get("timeout") or 0))
+        timeout = max(0, _int(params.get("timeout") or 0, "timeout"))
         allowed = params.get("allowed_updates")
         if allowed is not None:
             self._allowed = frozenset(allowed) or _DEFAULT_UPDATES
@@ -1490,6 +1501,10 @@ def _int(value: object, name: str) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
+        pass
+    try:
+        return int(float(value))  # type: ignore[arg-type]  # "1.5" seconds, say
+    except (TypeError, ValueError):
         raise _bad(f"invalid {name} specified") from None
 
 
@@ -1553,9 +1568,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_bot() -> Iterator[FakeBotAPI]:
-    """A started FakeBotAPI (lenient limits) on 127.0.0.1, stopped after the test."""
+    """A started FakeBotAPI (lenient limits) on 127.0.0.1, stopped after the test.
+
+    The test fails if the fake itself crashed on a request (see FakeBotAPI.bugs).
+    """
     with FakeBotAPI() as fake:
         yield fake
+    if fake.bugs:
+        pytest.fail("the fake Bot API failed on a request:\n" + "\n".join(fake.bugs))
 
 
 __all__ = [

@@ -794,6 +794,14 @@ async def test_an_outage_then_the_same_fake_again(fake, bot) -> None:
     assert [m.text for m in fake.messages(USER)] == ["avant la panne", "après"]
 
 
+def test_a_crash_inside_the_fake_is_a_500_and_recorded() -> None:
+    with FakeBotAPI() as fake:
+        fake._methods["getme"] = ("getMe", lambda params: 1 / 0)
+        answer = httpx.get(f"{fake.base_url}{fake.token}/getMe")
+    assert answer.status_code == 500 and "ZeroDivisionError" in answer.json()["description"]
+    assert "ZeroDivisionError" in fake.bugs[0]
+
+
 def test_another_process_talks_to_it(fake) -> None:
     """What `veille run` does: a separate process with its own PTB, aimed at base_url."""
     script = (
