@@ -617,8 +617,8 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
     if previously:
         when = local_time(previously[0], tz=tz, lang=lang, time=False, zone_name=False)
         prev = _capped(_line(previously[1]), PREVIOUS_MAX)
-        label = t("Previously:") + f" {when}" + (" — " if prev else "")  # t() outside
-        # the f-string, where the catalog extraction finds it
+        # t() stays outside the f-string, where the catalog extraction finds it
+        label = t("Previously:") + f" {when}" + (" — " if prev else "")
         parts.append(_Part("previously", STORY, [_Run(label)] + prev))
     context = _line(topic.context if topic else "")
     if context:
@@ -627,8 +627,8 @@ def render_alert(alert: Alert, topic: Topic | None, *, tz: str = "UTC", lang: st
                          ("previously", 20), ("context", 20), ("link", LIMIT + 1),
                          ("meta", 1), ("topic", 1)])
     rows: tuple[tuple[Button, ...], ...] = ()
-    if buttons:
-        tid = topic.id if topic else alert.topic
+    tid = topic.id if topic else alert.topic
+    if buttons and tid:
         rows = ((Button(t("Mute 24 h"), callback_data("mute", tid)),
                  Button(t("Unsubscribe"), callback_data("unsub", tid))),)
     preview = bool(getattr(topic, "preview", False) and href)
