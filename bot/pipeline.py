@@ -20,11 +20,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping, Sequence
 
+import httpx
+
 from .errors import ParseError, StoreError
 from .fetch import Fetcher, Validators, next_delay
 from .model import Alert, FeedSpec, FetchResult, Item, Match
 from .store import FeedState, FetchRecord, Store
+from .article import fetch_article
+from .llm import LLM, llm_summary
 from .stories import StoryIndex, SurgeRule, detect_surge
+from .summarize import feed_text, is_thin, summarize
 from .watchlist import Watchlist
 from .workers import MatcherFiles, Parsed, ParseJob
 
@@ -76,6 +81,8 @@ class PollSettings:
     destinations: Sequence[str] = ("console",)
     rng: random.Random = field(default_factory=random.Random)
     surge: SurgeRule = field(default_factory=SurgeRule)  # coverage surges (VEILLE_SURGE_*)
+    fetch_articles: bool = False  # fetch the article when the feed's text is too thin
+    llm: LLM | None = None  # summaries by an OpenAI-compatible endpoint (llm.py)
 
 
 class Pipeline:
@@ -150,6 +157,7 @@ class Pipeline:
                 known=known, stories=self.stories)
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
+        await self._enrich(claim.alerts)
         await self._surges({a.topic for a in claim.alerts}, now)
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
                            items=len(items), new_items=claim.new, alerts=claim.alerts,
@@ -178,6 +186,32 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 (a broken worker must not stop the cycle)
             log.error("parse-worker", extra={"fields": {"feed": feed.url, "error": repr(exc)}})
             raise ParseError(f"parse worker failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _enrich(self, alerts: Sequence[Alert]) -> None:
+        """For each story just opened: the article's text when the feed's is too thin
+        (fetch_articles) and the LLM's summary (llm), kept with the story before delivery.
+        Off by default; any failure keeps the feed's text (logged in article.py, llm.py)."""
+        settings = self.settings
+        if not settings.fetch_articles and settings.llm is None:
+            return
+        firsts = {a.story: a for a in alerts if a.story}.values()  # one per story
+        async with httpx.AsyncClient(trust_env=False) as client:
+            for alert in firsts:
+                item, text, origin = alert.item, None, "article"
+                if settings.fetch_articles and is_thin(item):
+                    text = (await fetch_article(self.fetcher, item.link)).text
+                summary = summarize(item, alert.match, self.watchlist().topic(alert.topic),
+                                    text=text)
+                if settings.llm is not None:
+                    summary = await llm_summary(client, settings.llm, item, alert.match,
+                                                text or feed_text(item), summary)
+                if summary.origin in ("article", "llm"):
+                    try:
+                        await self.store.run(self.store.set_story_summary, alert.story,
+                                             summary.text, summary.origin)
+                    except StoreError as exc:
+                        log.error("summary", extra={"fields": {"story": alert.story,
+                                                               "error": str(exc)}})
 
     async def _surges(self, topics: set[str], now: datetime) -> None:
         """For each topic that just opened a story: queue one surge alert when its new

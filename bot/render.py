@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -27,11 +28,15 @@ def _when(dt: datetime | None) -> str:
 
 
 def alert_json(alert: Alert, topic: Topic | None = None, *, also: Iterable[Any] = (),
-               previously: tuple[datetime, str] | None = None) -> dict:
-    """The object `veille once --json` prints for one alert: its summary (summarize.py), and
-    in `also` the items of other outlets that joined its story ({source, title, url})."""
+               previously: tuple[datetime, str] | None = None,
+               kept: str | None = None) -> dict:
+    """The object `veille once --json` prints for one alert: its summary (summarize.py, or
+    `kept`: the one made from the article or by the LLM), and in `also` the items of other
+    outlets that joined its story ({source, title, url})."""
     item = alert.item
     summary = summarize(item, alert.match, topic, previously)
+    if kept:
+        summary = replace(summary, text=kept)
     return {
         "topic": alert.topic,
         "title": item.title,

@@ -65,7 +65,7 @@ def summarize(item: Item, match: Match | None, topic: Topic | None,
               cap: int = CAP) -> Summary:
     """The Summary of an item for a topic; `text` replaces the feed's (an article's text)."""
     terms = _terms(match)
-    body = clean(text if text is not None else _feed_text(item), item.title)
+    body = clean(text if text is not None else feed_text(item), item.title)
     chosen = _choose(sentences(body, item.lang), terms, cap) if len(body) >= USABLE else ""
     origin = "title" if not chosen else ("article" if text is not None else "feed")
     out = chosen or " ".join(item.title.split())
@@ -74,10 +74,10 @@ def summarize(item: Item, match: Match | None, topic: Topic | None,
 
 def is_thin(item: Item) -> bool:
     """Whether the feed says too little of the item (a bare title, a one-line teaser)."""
-    return len(clean(_feed_text(item), item.title)) < THIN
+    return len(clean(feed_text(item), item.title)) < THIN
 
 
-def _feed_text(item: Item) -> str:
+def feed_text(item: Item) -> str:
     """The fuller of the feed's summary and content."""
     return item.content if len(item.content) > len(item.summary) else item.summary
 

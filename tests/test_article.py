@@ -101,3 +101,49 @@ def test_extract_is_pure_and_needs_enough_text() -> None:
     assert extract(PAGE.decode()) and len(extract(PAGE)) >= MIN_TEXT
     assert extract(b"<html><body><p>Short.</p></body></html>") is None
     assert extract(b"\x00\x01 not html at all") is None
+
+
+def test_a_thin_item_is_summarised_from_its_article_and_then_by_the_llm(feed_server,
+                                                                          tmp_path) -> None:
+    """A run with VEILLE_FETCH_ARTICLES: the one-line teaser gives way to the article's
+    sentences; with VEILLE_LLM_URL too, to the model's answer."""
+    import asyncio
+    import io
+    import json
+
+    from bot.app import App
+    from bot.deliver import JsonSink
+    from bot.scheduler import cycle
+    from tests.pipeline_helpers import make_env, rss, write_watchlist
+
+    feed_server.set_feed("/world/deal.html", PAGE, content_type=HTML)
+    teaser = {"guid": "t1", "title": "Power of Siberia 2: deal signed",
+              "link": feed_server.url("/world/deal.html"), "desc": "Deal signed."}
+    feed_server.set_feed("/feed.xml", rss([teaser], "Example News"))
+    answer = ("Gazprom and CNPC signed a binding Power of Siberia 2 contract on Tuesday for 50 "
+              "billion cubic metres a year.")
+    feed_server.set_feed("/llm/v1/chat/completions", json.dumps({"choices": [{"message": {
+        "role": "assistant", "content": answer}, "finish_reason": "stop"}]}).encode(),
+        content_type="application/json")
+
+    def run(name: str, **settings) -> dict:
+        wl = write_watchlist(tmp_path / name / "wl", [("News", feed_server.url("/feed.xml"))])
+        env = make_env(tmp_path / name, wl, fetch_articles=True, **settings)
+        out = io.StringIO()
+
+        async def go() -> None:
+            app = App.create(env.settings, sink=JsonSink(out), parse_in_processes=False)
+            try:
+                await cycle(app)
+                await app.sink.finish(app.store)
+            finally:
+                await app.aclose()
+
+        asyncio.run(go())
+        [row] = [json.loads(line) for line in out.getvalue().splitlines()]
+        return row
+
+    article = run("article")
+    assert article["summary"] == PARAGRAPHS[0]  # the one sentence naming the term
+    llm = run("llm", llm_url=feed_server.url("/llm/v1"), llm_model="m")
+    assert llm["summary"] == answer

@@ -226,6 +226,10 @@ stories = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),  # when an item last joined it
     sa.Column("item_count", sa.Integer, nullable=False, server_default="1"),
+    # the summary made when the story opened from the article's text or by the LLM (NULL:
+    # the feed's text is summarised when rendering); origin: article | llm
+    sa.Column("summary", sa.Text),
+    sa.Column("summary_origin", sa.String(8)),
     sa.UniqueConstraint("topic", "key"),
     sa.Index(None, "topic", "created_at"),
     sa.Index(None, "updated_at"),

@@ -55,6 +55,8 @@ class StoryRow:
     created_at: datetime
     updated_at: datetime  # when an item last joined
     members: tuple[StoryMember, ...] = ()
+    summary: str | None = None  # made from the article or by the LLM; None: the feed's text
+    summary_origin: str | None = None  # article | llm
 
     @property
     def outlets(self) -> tuple[str, ...]:
@@ -212,6 +214,13 @@ class StoryStore:
                 StoryMember(m.source, m.title, m.url, m.how, m.joined_at))
         return [_story_row(r, members.get(r.id, ())) for r in rows]
 
+    def set_story_summary(self, story_id: str, text: str, origin: str) -> None:
+        """Keep the summary made for a story from its article's text or by the LLM."""
+        query = (sa.update(stories).where(stories.c.id == int(story_id))
+                 .values(summary=text, summary_origin=origin))
+        with self._tx("keeping a story's summary") as conn:
+            conn.execute(query)
+
     # ------------------------------------------------------------ surges
 
     def last_surge_until(self, topic: str) -> datetime | None:
@@ -286,7 +295,8 @@ def _member_row(story: str, item_id: int, sig: Signature, how: str,
 
 def _story_row(row: Any, members: Iterable[StoryMember]) -> StoryRow:
     return StoryRow(str(row.id), row.topic, row.title, row.url, row.source, row.lang,
-                    row.created_at, row.updated_at, tuple(members))
+                    row.created_at, row.updated_at, tuple(members), row.summary,
+                    row.summary_origin)
 
 
 def _bind(name: str, type_: Any = None) -> Any:

@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.Column("item_count", sa.Integer, nullable=False, server_default="1"),
+        sa.Column("summary", sa.Text),
+        sa.Column("summary_origin", sa.String(8)),
         sa.PrimaryKeyConstraint("id", name="pk_stories"),
         sa.UniqueConstraint("topic", "key", name="uq_stories_topic_key"),
     )
