@@ -363,6 +363,8 @@ async def test_time_zone(bot: Bot, lang: str) -> None:
                "Utilisation : /tz <fuseau IANA>, par ex. /tz Europe/Paris ou /tz Asia/Shanghai")]
     reply = await bot.send(chat, "/tz")
     assert reply.text.startswith(expect(lang, "Usage: /tz", "Utilisation : /tz"))
+    reply = await bot.send(chat, "/tz " + "Europe/" * 500)  # quoted back, shortened
+    assert len(reply.text.splitlines()[0]) < 150 and "…" in reply.text
     assert bot.store.subscriber(chat).tz == "Asia/Shanghai"
 
 
@@ -378,7 +380,8 @@ async def test_pause_and_resume(bot: Bot, lang: str) -> None:
     assert bot.store.subscriber(chat).paused_until == NOW + timedelta(minutes=90)
     for bad in ("/pause", "/pause soon", "/pause 0m", "/pause 400d"):
         reply = await bot.send(chat, bad)
-        assert expect(lang, "Usage: /pause <duration>", "Utilisation : /pause <durée>") in reply.text
+        usage = expect(lang, "Usage: /pause <duration>", "Utilisation : /pause <durée>")
+        assert usage in reply.text
     assert bot.store.subscriber(chat).paused_until == NOW + timedelta(minutes=90)
     reply = await bot.send(chat, "/resume")
     assert reply.text == expect(lang, "Alerts resumed.", "Les alertes reprennent.")
@@ -455,8 +458,10 @@ async def test_latest(bot: Bot, lang: str) -> None:
     reply = await bot.send(chat, "/latest power")
     lines = reply.text.splitlines()
     assert lines[0] == expect(lang, "Latest alerts", "Dernières alertes")
-    assert lines[1::2] == [f"• Gazprom & CNPC: tarifs, épisode {k} <suite>" for k in (7, 6, 5, 4, 3)]
-    assert lines[2] == expect(lang, "  Presse Monde · Jun 3, 2025, 06:37 · Power of Siberia 2 pipeline",
+    assert lines[1::2] == [f"• Gazprom & CNPC: tarifs, épisode {k} <suite>"
+                           for k in (7, 6, 5, 4, 3)]
+    assert lines[2] == expect(lang,
+                              "  Presse Monde · Jun 3, 2025, 06:37 · Power of Siberia 2 pipeline",
                               "  Presse Monde · 3 juin 2025, 06:37 · Power of Siberia 2 pipeline")
     links = [e["url"] for e in reply.entities if e["type"] == "text_link"]
     assert links[0] == "https://presse.example.org/power-of-siberia-2/7"
@@ -723,3 +728,14 @@ def test_zone_names_and_topic_resolution() -> None:
                                                           "pipeline-politics"]
     assert resolve_topic("zzz", TOPICS) == []
     assert resolve_topic("  ", TOPICS) == []
+
+
+async def test_latest_links_only_web_addresses(bot: Bot) -> None:
+    item = Item(feed=FEED, guid="js", url="https://presse.example.org/js",
+                link="javascript:alert(1)",
+                title="Lien piégé <script>", source="Presse Monde", published=NOW)
+    bot.store.claim(FEED, [item], {"js": [Match("arctic-lng", (Hit("x", "title", 0, 1, "L"),))]},
+                    now=NOW, alert_cutoff=None, destinations=("telegram",))
+    reply = await bot.send(ANA, "/latest arctic")
+    assert reply.text.splitlines()[1] == "• Lien piégé <script>"
+    assert "javascript" not in reply.html  # Telegram would drop such a link; we never send it

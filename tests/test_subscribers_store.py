@@ -160,7 +160,8 @@ def test_latest_alerts_newest_first_each_item_once(store: Store) -> None:
                at=NOW + timedelta(minutes=n), destinations=("telegram", "console"))
     _alert(store, 20, ("other",), at=NOW + timedelta(hours=1))
     latest = store.latest_alerts(["pos2", "decl"], limit=5)
-    assert [a.title for a in latest] == [f"Gazoduc : la banque chinoise {n}" for n in (7, 6, 5, 4, 3)]
+    assert [a.title for a in latest] == [f"Gazoduc : la banque chinoise {n}"
+                                         for n in (7, 6, 5, 4, 3)]
     assert latest[0].link == "https://actu.example.fr/a/7" and latest[0].source == "Actu"
     assert latest[1].created_at == NOW + timedelta(minutes=6)
     assert [a.title[-2:] for a in store.latest_alerts(["decl"])] == [" 7"]

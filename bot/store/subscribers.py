@@ -77,7 +77,8 @@ class SubscriberStore:
             row = conn.execute(_one(chat_id)).first()
         return Subscriber.from_row(row) if row else None
 
-    def update_subscriber(self, chat_id: int, *, now: datetime, **changes: Any) -> Subscriber | None:
+    def update_subscriber(self, chat_id: int, *, now: datetime, **changes: Any
+                          ) -> Subscriber | None:
         """Change some of the chat's SETTINGS (None clears quiet hours, pause or /lang);
         None if there is no such chat."""
         unknown = set(changes) - set(SETTINGS)

@@ -49,6 +49,7 @@ MAX_PAUSE = timedelta(days=365)
 LATEST = 5
 TEXT_BUDGET = 3900  # a reply stays under Telegram's 4096 (UTF-16 units), with room to spare
 MAX_BUTTONS = 100  # Telegram's limit per inline keyboard
+ECHO = 80  # characters of what the user typed that a reply quotes back
 
 
 def N_(msgid: str) -> str:
@@ -257,9 +258,9 @@ async def _pick_topic(call: Call, text: str) -> Topic | None:
         return found
     t = call.t
     if found:
-        head = t("“{text}” matches several topics; which one?", text=text)
+        head = t("“{text}” matches several topics; which one?", text=short(text, ECHO))
     else:
-        head = t("I watch no topic called “{text}”. The topics are:", text=text)
+        head = t("I watch no topic called “{text}”. The topics are:", text=short(text, ECHO))
     lines = [escape(head)] + [_topic_line(x) for x in (found or topics)]
     await call.reply("\n".join(lines))
     return None
@@ -401,7 +402,7 @@ async def mode(call: Call) -> str:
         at = parse_hhmm(rest[0]) if len(rest) == 1 else None
         if len(rest) > 1 or (rest and at is None):
             return await call.usage(call.t("“{text}” is not a time like 08:00.",
-                                           text=" ".join(rest)))
+                                           text=short(" ".join(rest), ECHO)))
         changes["digest_every"] = "daily"
         if at:
             changes["digest_at"] = at
@@ -419,7 +420,8 @@ async def quiet(call: Call) -> str:
     parts = [p for p in re.split(r"\s*[-–—]\s*|\s+", text) if p]
     times = [parse_hhmm(p) for p in parts]
     if len(times) != 2 or None in times:
-        return await call.usage(t("“{text}” is not two times like 22:00-07:00.", text=text)
+        return await call.usage(t("“{text}” is not two times like 22:00-07:00.",
+                                  text=short(text, ECHO))
                                 if text else None)
     if times[0] == times[1]:
         return await call.usage(t("Quiet hours must start and end at different times."))
@@ -435,7 +437,8 @@ async def tz(call: Call) -> str:
         return await call.usage()
     name = zone_name(call.args[0])
     if name is None:
-        return await call.usage(call.t("“{text}” is not a time zone I know.", text=call.args[0]))
+        return await call.usage(call.t("“{text}” is not a time zone I know.",
+                                       text=short(call.args[0], ECHO)))
     await _update(call, tz=name)
     t = call.t
     msg = t("Time zone: {tz}. It is {time} there now.", tz=name, time=t.time(call.now(), name))
@@ -460,16 +463,19 @@ async def latest(call: Call) -> str:
     lines = [bold(t("Latest alerts"))]
     for a in found:
         when = t.datetime(a.published or a.created_at, call.tz)
-        link = escape(a.link, quote=True)
-        lines.append(f"• <a href=\"{link}\">{escape(short(a.title, 200))}</a>\n  "
-                     f"{escape(a.source)} · {escape(when)} · {escape(titles.get(a.topic, a.topic))}")
+        title = escape(short(a.title, 200))
+        if a.link.startswith(("https://", "http://")):  # never a javascript: or data: link
+            title = f"<a href=\"{escape(a.link, quote=True)}\">{title}</a>"
+        meta = (a.source, when, titles.get(a.topic, a.topic))
+        lines.append(f"• {title}\n  " + " · ".join(escape(x) for x in meta))
     return await say(call, "\n".join(lines))
 
 
 async def pause(call: Call) -> str:
     span = parse_duration(" ".join(call.args)) if call.args else None
     if span is None:
-        problem = call.t("“{text}” is not a duration like 2h.", text=" ".join(call.args))
+        problem = call.t("“{text}” is not a duration like 2h.",
+                         text=short(" ".join(call.args), ECHO))
         return await call.usage(problem if call.args else None)
     if span > MAX_PAUSE:
         return await call.usage(call.t("A pause lasts at most a year."))
