@@ -3,7 +3,8 @@
 Babel is the well-kept library for both: it reads the .po catalogs in bot/locales/ and knows
 how each locale writes dates, times and durations (CLDR). The catalogs are compiled in memory
 at first use (about 10 ms for both, once per process): no .mo file in git that can drift
-from its .po, and nothing to build after `pip install .` (pyproject ships the .po files as package data).
+from its .po, and nothing to build after `pip install .` (pyproject ships the .po files as
+package data).
 
 A message id is the English text with `{name}` placeholders; `t(msgid, **values)` translates,
 then fills them in. Plurals go through `t.n(singular, plural, n, **values)` (`{n}` is filled).

@@ -9,6 +9,7 @@ its last good watchlist when an edit is broken.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import ipaddress
 import re
@@ -82,10 +83,45 @@ def private_host(url: str) -> str | None:
     return blocked_reason(host)
 
 
+def _id_problem(v: Any) -> str:
+    """Why a topic id is refused, in words, with a well-formed one to copy when possible."""
+    text = str(v).strip()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].rstrip("-")
+    if not text:
+        return "cannot be empty"
+    hint = f" (e.g. {slug!r})" if slug and slug != text else ""
+    if len(text) > 63:
+        return f"{text[:20] + '…'!r} is {len(text)} characters long; at most 63{hint}"
+    return (f"{text!r}: use lower-case letters, digits and '-' only (no spaces, capitals "
+            f"or '_'), starting with a letter or digit{hint}")
+
+
+# Country codes often written for a language: the language meant
+_COUNTRY_FOR_LANG = {"cn": "zh", "jp": "ja", "ua": "uk", "kr": "ko", "gr": "el", "cz": "cs",
+                     "dk": "da", "se": "sv", "ee": "et", "rs": "sr", "ir": "fa", "il": "he",
+                     "gb": "en", "us": "en", "at": "de", "br": "pt", "by": "be", "kz": "kk"}
+
+
+@functools.lru_cache(maxsize=1)
+def _languages() -> dict[str, str]:
+    """ISO 639 code -> English name of every language CLDR knows (through Babel)."""
+    from babel import Locale  # Babel's CLDR data: the languages that exist, with names
+
+    return {code: name for code, name in Locale("en").languages.items() if "_" not in code}
+
+
 def _lang(v: Any) -> str:
-    if not isinstance(v, str) or not _LANG.match(v.split("-")[0].split("_")[0].lower()):
-        raise ValueError(f"{v!r} is not a language code like 'en', 'fr', 'zh'")
-    return v.split("-")[0].split("_")[0].lower()
+    code = v.split("-")[0].split("_")[0].lower() if isinstance(v, str) else ""
+    if not _LANG.match(code):
+        named = [c for c, n in _languages().items() if isinstance(v, str) and n.lower() == v.lower()]
+        hint = f" (did you mean {named[0]!r}?)" if named else ""
+        raise ValueError(f"{v!r} is not a language code like 'en', 'fr', 'zh'{hint}")
+    if code not in _languages():
+        meant = _COUNTRY_FOR_LANG.get(code)
+        hint = (f"; did you mean {meant!r} ({_languages()[meant]})? {code!r} is a country"
+                if meant else "")
+        raise ValueError(f"unknown language code {code!r}{hint}")
+    return code
 
 
 class _Strict(BaseModel):
@@ -126,7 +162,7 @@ class FeedsFile(_Strict):
 
 
 class TopicModel(_Strict):
-    id: str = Field(pattern=_ID)
+    id: str
     title: str = Field(min_length=1)
     query: str = Field(min_length=1)
     context: str = ""
@@ -142,6 +178,17 @@ class TopicModel(_Strict):
 
     _v_langs = field_validator("languages", mode="before")(
         lambda v: [_lang(x) for x in v] if isinstance(v, list) else v)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # `id: 2024` reads as a number in YAML
+        if not isinstance(v, str):
+            raise ValueError("must be text like 'power-of-siberia-2'")
+        if not re.match(_ID, v.strip()):
+            raise ValueError(_id_problem(v))
+        return v
 
     @field_validator("search", mode="before")
     @classmethod
