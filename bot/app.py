@@ -19,7 +19,6 @@ from .metrics import Metrics
 from .model import FeedSpec
 from .pipeline import Pipeline, PollSettings, utcnow
 from .llm import LLM
-from .llm import LLM
 from .stories import SurgeRule
 from .store import Store
 from .watchlist import Watchlist, load_watchlist
