@@ -83,11 +83,31 @@ BROKEN = [
      None, ["topics.yaml:6:16: topic 'x': query: unexpected OR\n"
             "    sanctions AND (Iran OR OR b)\n                           ^"]),
     ("bad topic id", TOPICS.replace("id: power-of-siberia-2", "id: Power Of Siberia"), None,
-     ["topics.yaml:4:9: id: String should match pattern '^[a-z0-9][a-z0-9-]{0,62}$'"]),
+     ["topics.yaml:4:9: id: 'Power Of Siberia': use lower-case letters, digits and '-' only "
+      "(no spaces, capitals or '_'), starting with a letter or digit (e.g. 'power-of-siberia')"]),
+    ("topic id too long", TOPICS.replace("id: power-of-siberia-2", "id: " + "x" * 70), None,
+     ["topics.yaml:4:9: id: 'xxxxxxxxxxxxxxxxxxxx…' is 70 characters long; at most 63 "
+      "(e.g. '" + "x" * 63 + "')"]),
+    ("topic id a list", TOPICS.replace("id: power-of-siberia-2", "id: [a, b]"), None,
+     ["topics.yaml:4:9: id: must be text like 'power-of-siberia-2'"]),
     ("bad priority", TOPICS.replace("priority: high", "priority: urgent"), None,
      ["topics.yaml:8:15: priority: Input should be 'high', 'normal' or 'low'"]),
     ("bad search language", TOPICS.replace("search: [en, ru]", "search: [en, russian]"), None,
-     ["topics.yaml:9:13: search: 'russian' is not a language code like 'en', 'fr', 'zh'"]),
+     ["topics.yaml:9:13: search: 'russian' is not a language code like 'en', 'fr', 'zh' "
+      "(did you mean 'ru'?)"]),
+    ("search language that does not exist", TOPICS.replace("search: [en, ru]", "search: [en, xx]"),
+     None, ["topics.yaml:9:13: search: unknown language code 'xx'"]),
+    ("country code for a language", TOPICS.replace("search: [en, ru]", "search: [en, cn]"),
+     None, ["topics.yaml:9:13: search: unknown language code 'cn'; did you mean 'zh' (Chinese)? "
+            "'cn' is a country"]),
+    ("topic languages that do not exist", TOPICS + "    languages: [en, qq]\n", None,
+     ["topics.yaml:10:16: languages: unknown language code 'qq'"]),
+    ("feed language that does not exist", TOPICS, FEEDS.replace("lang: fr", "lang: fe"),
+     ["feeds.yaml:9:11: lang: unknown language code 'fe'"]),
+    ("two feeds of one name", TOPICS, FEEDS.replace("name: Exemple International",
+                                                    "name: Example World"),
+     ["feeds.yaml:8:11: duplicate feed name 'Example World' (first at line 2); topics refer "
+      "to feeds by name"]),
     ("only negative terms", TOPICS.replace(
         "'@pos2 OR (\"Power of Siberia\" NEAR/8 financ*)'", "NOT Iran"), None,
      ["topics.yaml:6:12: topic 'power-of-siberia-2': query: query can match without any "
@@ -195,3 +215,33 @@ def test_explicit_search_queries_win(tmp_path: Path) -> None:
     [google, bing] = search_feeds(wl.topics[0])
     assert "q=%22%D0%A1%D0%B8%D0%BB%D0%B0+%D0%A1%D0%B8%D0%B1%D0%B8%D1%80%D0%B8+2%22" in google.url
     assert bing.url.startswith("https://www.bing.com/news/search?q=")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://127.0.0.1:8080/feed.xml", "loopback"),
+    ("http://localhost/feed.xml", "loopback"),
+    ("https://10.1.2.3/rss", "private"),
+    ("http://[::1]/rss", "loopback"),
+    ("http://169.254.169.254/latest", "cloud metadata"),
+])
+def test_private_feed_urls_are_refused_unless_allowed(tmp_path: Path, url: str, why: str) -> None:
+    feeds = FEEDS.replace("https://news.example.org/world.rss", url)
+    d = write(tmp_path, TOPICS, feeds)
+    with pytest.raises(WatchlistError) as info:
+        load_watchlist(d, allow_private_urls=False)
+    assert [str(p).replace(str(d) + "/", "") for p in info.value.problems] == [
+        f"feeds.yaml:2:10: feed URL on a {why} address: veille refuses to fetch it unless "
+        "VEILLE_ALLOW_PRIVATE_URLS=1"]
+    assert load_watchlist(d, allow_private_urls=True).feeds[0].url == url
+
+
+def test_public_and_named_hosts_pass_the_address_check(tmp_path: Path) -> None:
+    feeds = FEEDS.replace("https://news.example.org/world.rss", "http://93.184.216.34/rss")
+    wl = load_watchlist(write(tmp_path, TOPICS, feeds), allow_private_urls=False)
+    assert [f.url for f in wl.feeds] == ["http://93.184.216.34/rss",
+                                         "https://presse.example.fr/international.xml"]
+
+
+def test_a_numeric_topic_id_reads_as_text(tmp_path: Path) -> None:
+    wl = load_watchlist(write(tmp_path, TOPICS.replace("id: power-of-siberia-2", "id: 2024")))
+    assert [t.id for t in wl.topics] == ["2024"]
