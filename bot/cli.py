@@ -376,7 +376,7 @@ def _read_items(source: str, skipped: list[str],
     elif literal and not Path(source.removeprefix("file://")).is_file():
         title, _, text = source.strip().partition("\n")
         yield Item(feed="query:", guid="text", url="", link="", title=title,
-                   summary=text.strip()), set()
+                   summary=text.strip(), source="text"), set()
         return
     else:
         path = Path(source.removeprefix("file://"))

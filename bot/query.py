@@ -206,12 +206,12 @@ def _lemma_part(chunk: str, at: int, query: str) -> tuple[str, str]:
     kind = COMPOUND if chunk.startswith("~*") else LEMMA
     word = chunk[len(kind):]
     folded = words(word)
+    if any(is_cjk(c) for c in word) or (folded and lemmas.script(word) is None):
+        raise QuerySyntaxError(f"{chunk!r}: ~ works for words in Latin or Cyrillic letters "
+                               "(Chinese has no inflection to expand)", query, at)
     if "*" in word or "~" in word or len(folded) != 1:
         raise QuerySyntaxError(f"{chunk!r}: ~ takes one dictionary word, e.g. ~встреча "
                                "(no * after it, no dash or space inside)", query, at)
-    if lemmas.script(word) is None:
-        raise QuerySyntaxError(f"{chunk!r}: ~ works for words in Latin or Cyrillic letters "
-                               "(Chinese has no inflection to expand)", query, at)
     return folded[0], kind
 
 

@@ -200,3 +200,66 @@ def test_alias_cycle_is_reported() -> None:
     with pytest.raises(QuerySyntaxError) as info:
         compile_query("@a", {"a": ["@b"], "b": ["@a"]})
     assert "alias cycle: @a -> @b -> @a" in info.value.message
+
+
+# ------------------------------------------------------------ queries that cannot mean something else
+
+
+@pytest.mark.parametrize(("query", "title", "expected"), [
+    ("«Arctic LNG 2»", "Arctic LNG 2 cargo sails", ["Arctic LNG 2"]),
+    ("«Arctic LNG 2»", "Arctic news: LNG 2 tankers", None),
+    ("“joint statement”", "A joint statement", ["joint statement"]),
+    ("„gemeinsame Erklärung“", "Eine gemeinsame Erklärung", ["gemeinsame Erklärung"]),
+    ("„gemeinsame Erklärung”", "Eine gemeinsame Erklärung", ["gemeinsame Erklärung"]),
+    ("‘dual use’", "dual-use goods", ["dual-use"]),
+    ("«Сила Сибири» NEAR/3 рекорд", "Рекорд «Силы Сибири»", None),
+    ("l’Iran", "sanctions contre l’Iran", ["l’Iran"]),  # an apostrophe inside a word stays
+])
+def test_typographic_quotes_are_phrase_quotes(query: str, title: str, expected) -> None:
+    assert run(query, title) == expected
+
+
+@pytest.mark.parametrize(("query", "message", "pos"), [
+    ("a NEAR5 b", 'did you mean NEAR/5? (to search for the word, write it in quotes: "NEAR5")',
+     2),
+    ("a NEAR 5 b", "did you mean NEAR/5? (no space before the distance)", 2),
+    ("a near/5 b", 'did you mean NEAR/5? (to search for the word, write it in quotes: "near/5")',
+     2),
+    ("Iran and Iraq", "'and' is a word here: did you mean the operator AND? (to search for the "
+                      'word, write it in quotes: "and")', 5),
+    ("gas or oil", "'or' is a word here: did you mean the operator OR? (to search for the word, "
+                   'write it in quotes: "or")', 4),
+    ("sanctions not Iran", "'not' is a word here: did you mean the operator NOT? (to search for "
+                           'the word, write it in quotes: "not")', 10),
+    ("(a OR (b c)", "'(' is never closed (add the ')' that ends this group)", 0),
+    ("a AND (b OR (c d) e", "'(' is never closed (add the ')' that ends this group)", 6),
+    ('"(" OR (b', "'(' is never closed (add the ')' that ends this group)", 7),
+    ("a SENT", "query ends too early (missing term or ')')", 6),
+    ("PARA b", "PARA needs a term on each side", 0),
+    ("a SENT NOT b", "unexpected NOT", 7),
+])
+def test_operator_typos_are_errors_with_a_suggestion(query: str, message: str, pos: int) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse(query)
+    assert (info.value.message, info.value.pos) == (message, pos)
+
+
+def test_quoted_operator_words_are_searched_for() -> None:
+    assert run('"and" "or" "not" "NEAR5"', "and or not NEAR5") == ["and", "or", "not", "NEAR5"]
+    assert run("near Moscow", "Near Moscow, a blast") == ["Near", "Moscow"]  # bare near: a word
+
+
+def test_unknown_aliases_suggest_the_closest() -> None:
+    many = {f"group{i}": ["x"] for i in range(40)} | {"leaders": ["Putin"], "leader-zh": ["普京"]}
+    with pytest.raises(QuerySyntaxError) as info:
+        compile_query("@leader", many)
+    assert info.value.message == "unknown alias @leader (did you mean @leaders or @leader-zh?)"
+    with pytest.raises(QuerySyntaxError) as info:
+        compile_query("@zzz", many)
+    assert info.value.message == "unknown alias @zzz (none of the 42 aliases is close)"
+
+
+def test_sent_joins_only_positional_parts() -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        compile_query("(a AND b) SENT c")
+    assert info.value.message == "SENT joins terms, @aliases or (a OR b) groups, not AND/NOT"
