@@ -427,6 +427,20 @@ async def test_stop_forgets_everything(bot: Bot, lang: str) -> None:
     assert left == 0
 
 
+async def test_a_chat_marked_gone_is_active_again_when_it_writes(bot: Bot) -> None:
+    bot.store.upsert_subscriber(ANA, kind="private", now=NOW)
+    bot.store.subscribe(ANA, "arctic-lng", now=NOW)
+    with bot.store._engine.begin() as conn:  # the delivery worker was told "bot was blocked"
+        conn.execute(sa.text("UPDATE subscribers SET active = false, inactive_reason = "
+                             "'Forbidden: bot was blocked by the user' WHERE chat_id = :c"),
+                     {"c": ANA})
+    reply = await bot.send(ANA, "/mysubs")
+    assert "Énergie arctique et GNL (arctic-lng)" in reply.text
+    sub = bot.store.subscriber(ANA)
+    assert (sub.active, sub.inactive_reason) == (True, None)
+    assert bot.topics_of(ANA) == ["arctic-lng"]
+
+
 # ---------------------------------------------------------------- /latest
 
 

@@ -697,6 +697,9 @@ def _handler(name: str, fn: Callable[[Call], Awaitable[str]], *, admin: bool
             return
         outcome = "error"
         try:
+            if call.sub is not None and not call.sub.active:
+                # the chat had blocked or removed the bot; writing to it again undoes that
+                await call.ensure()
             if admin and call.user_id not in call.ctx.admins:
                 outcome = await _refuse(call)
             else:
