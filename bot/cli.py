@@ -556,7 +556,8 @@ def once(
     from .scheduler import cycle
 
     settings = _settings()
-    setup_logging("INFO" if verbose else "WARNING", settings.log_format)
+    # failed polls are listed by the summary; -v logs every poll as it ends
+    setup_logging("INFO" if verbose else "ERROR", settings.log_format)
     application = _open_app(JsonSink() if as_json else None, watchlists)
 
     async def go():
@@ -772,7 +773,7 @@ def _check_topic(topic: str, settings, store) -> None:
     close = difflib.get_close_matches(topic, known, n=3, cutoff=0.5)
     hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
             else f"known: {', '.join(known) or 'none'}")
-    _fail(f"unknown topic {topic!r} (in {settings.watchlists} and the outbox); {hint}")
+    _fail(f"unknown topic {topic!r}: not in {settings.watchlists} nor in the outbox; {hint}")
 
 
 def _duration(text: str):
