@@ -950,6 +950,48 @@ def _subscriber_json(s, topics: tuple[str, ...]) -> dict:
             "created": _iso_or_none(s.created_at), "topics": list(topics)}
 
 
+# ---------------------------------------------------------------- stories
+
+
+@app.command()
+def stories(
+    topic: Optional[str] = typer.Option(None, "--topic", "-t", help="Only this topic id."),
+    since: str = typer.Option("24h", "--since", help="Stories opened or joined since: 30m, "
+                              "24h, 7d."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per story."),
+) -> None:
+    """Stories (one alert each) with the outlets that covered them, latest change first.
+
+    Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
+    """
+    try:
+        window = _duration(since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    settings = _settings()
+    with _store(settings, create=False) as store:
+        rows = store.recent_stories(since=datetime.now(timezone.utc) - window, topic=topic)
+    for s in rows:
+        if as_json:
+            sys.stdout.write(json.dumps({
+                "id": s.id, "topic": s.topic, "title": s.title, "url": s.url,
+                "source": s.source, "lang": s.lang, "created": s.created_at.isoformat(),
+                "updated": s.updated_at.isoformat(), "outlets": list(s.outlets),
+                "items": [{"source": m.source, "title": m.title, "url": m.url, "how": m.how,
+                           "joined": m.joined_at.isoformat()} for m in s.members]},
+                ensure_ascii=False) + "\n")
+            continue
+        out.print(Text(f"{_when(s.created_at)}  {s.topic:<20} ") + Text(s.title, style="bold")
+                  + Text(f"  {s.source}  {s.url}", style="dim"))
+        for m in s.joined:
+            out.print(Text(f"    + {m.source} ({m.how}, {_when(m.joined_at)}): {m.title}",
+                           style="dim"))
+    if not as_json:
+        outlets = sum(len(s.outlets) for s in rows)
+        out.print(Text(f"{_plural(len(rows), 'story', 'stories')} ({_plural(outlets, 'outlet')}) since "
+                       f"{since}" + (f" for {topic}" if topic else ""), style="bold"))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -448,3 +448,32 @@ def test_a_burst_of_coverage_prints_one_object_per_story_with_its_outlets(
     everyone = {big["source"]} | {a["source"] for a in big["also"]}
     assert everyone == {"Wire", "Courier", "Energy Desk"} and len(big["also"]) == 2
     assert big["story"] and big["summary"] and big["context"]
+
+
+def test_veille_stories_lists_stories_with_their_outlets(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    url = f"sqlite:///{tmp_path}/state/veille.db"
+    with Store.open(url) as store:
+        store.sync_feeds([FeedSpec(FEED_A, "Wire"), FeedSpec(FEED_B, "Courier")])
+        index = StoryIndex()
+        _claim(store, FEED_A, index, CASES[0], CASES[3])
+        _claim(store, FEED_B, index, CASES[1], CASES[2])
+    monkeypatch.setenv("VEILLE_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["stories", "--since", "3650d", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert sorted(r["outlets"] for r in rows) == [["Steppe Post"],
+                                                  ["Wire", "Daily Courier", "Energy Desk"]]
+    text = runner.invoke(app, ["stories", "--since", "3650d", "--topic", "pos2"])
+    assert text.exit_code == 0 and "2 stories (4 outlets) since 3650d for pos2" in text.output
+    assert "+ Daily Courier (copy" in text.output
+    bad = runner.invoke(app, ["stories", "--since", "soon"])
+    assert bad.exit_code != 0 and "--since" in bad.output
