@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Protocol, TextIO
 
@@ -70,20 +71,38 @@ class JsonSink:
     async def finish(self, store: Store) -> None:
         """Print the alerts held, each with its story's final state."""
         for alert, topic in self._held:
-            also, previously, story = [], None, None
-            if alert.story is not None and not alert.story.startswith("surge:"):
-                story = await store.run(store.story, alert.story)
-                also = _other_outlets(list(story.members)) if story else []
-                before = alert.extra.get("created_at") or alert.item.published
-                if before is not None:
-                    last = await store.run(store.previous_story, alert.topic, before=before,
-                                           exclude=alert.story)
-                    previously = (last.created_at, last.title) if last else None
-            row = alert_json(alert, topic, also=also, previously=previously,
-                             kept=story.summary if story else None)
+            found = await story_context(store, alert)
+            row = alert_json(alert, topic, also=found.also, previously=found.previously,
+                             kept=found.kept)
             self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.stream.flush()
         self._held.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class StoryContext:
+    """What an alert's story adds to it: the other outlets that joined (StoryMember), the
+    topic's previous story (date, title), and a summary kept from the article or the LLM."""
+
+    also: tuple = ()
+    previously: tuple[datetime, str] | None = None
+    kept: str | None = None
+
+
+async def story_context(store: Store, alert: Alert) -> StoryContext:
+    """The story context of an alert as the store has it now (every sink renders from it)."""
+    if alert.story is None or alert.story.startswith("surge:"):
+        return StoryContext()
+    story = await store.run(store.story, alert.story)
+    if story is None:
+        return StoryContext()
+    previously = None
+    before = alert.extra.get("created_at") or alert.item.published
+    if before is not None:
+        last = await store.run(store.previous_story, alert.topic, before=before,
+                               exclude=alert.story)
+        previously = (last.created_at, last.title) if last else None
+    return StoryContext(tuple(_other_outlets(list(story.members))), previously, story.summary)
 
 
 def _other_outlets(members: list) -> list:

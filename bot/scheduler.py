@@ -28,6 +28,7 @@ log = logging.getLogger("veille.scheduler")
 RELOAD_EVERY = 10  # seconds between checks of watchlists/ for edits
 DELIVER_EVERY = 5  # seconds between outbox drains (retries; new alerts drain at once)
 DIGEST_EVERY = 60  # seconds between looks for due digests
+REFRESH_EVERY = 60  # seconds between looks for sent alerts whose story gained outlets
 HOUSEKEEPING_EVERY = 3600
 STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
 
@@ -85,6 +86,7 @@ class Runner:
         self._every(DELIVER_EVERY, "deliver", self._deliver)
         if self.app.telegram is not None:
             self._every(DIGEST_EVERY, "digests", self._digests)
+            self._every(REFRESH_EVERY, "stories", self._refresh_stories)
         self._every(RELOAD_EVERY, "reload", self._reload)
         self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
         log.info("started", extra={"fields": {"feeds": len(self.app.feeds()),
@@ -178,6 +180,9 @@ class Runner:
 
     async def _digests(self) -> None:
         await self.app.telegram.worker.send_digests()
+
+    async def _refresh_stories(self) -> None:
+        await self.app.telegram.worker.refresh_stories()
 
     async def _housekeeping(self) -> None:
         before = self.app.clock() - timedelta(days=self.app.settings.retention_days)

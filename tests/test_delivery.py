@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.model import Hit, Item, Match, Topic
+from bot.model import FeedSpec, Hit, Item, Match, Topic
 from bot.store import Store
 from bot.telegram.client import build_application
 from bot.telegram.delivery import DeliveryWorker
@@ -314,3 +314,54 @@ async def test_strict_limits_a_burst_to_fifty_chats_and_a_group_without_a_single
         assert statuses(store) == {"sent": 202}
     finally:
         strict.stop()
+
+
+# ---------------------------------------------------------------- story updates
+
+
+async def test_a_sent_alert_is_edited_when_other_outlets_join_its_story_paced_and_once(
+        store, fake_bot):
+    from bot.stories import StoryIndex
+
+    clock = Clock()
+    index = StoryIndex()
+    subscribe(store, fake_bot, 1501, ("pos2",), clock)
+    title = "Gazprom and CNPC sign Power of Siberia 2 supply contract in Beijing"
+    lead = "The 30-year deal covers 50 billion cubic metres a year through Mongolia."
+
+    def outlet(guid: str, source: str) -> None:
+        feed = f"https://{source.lower()}.example/rss"  # each outlet's own feed
+        store.sync_feeds([FeedSpec(feed, source)])
+        item = Item(feed, guid, f"https://{source.lower()}.example/{guid}",
+                    f"https://{source.lower()}.example/{guid}", title, lead, published=clock(),
+                    source=source, lang="en")
+        hit = Hit("Power of Siberia 2", "title", 25, 43, "Power of Siberia 2")
+        store.claim(feed, [item], {guid: [Match("pos2", (hit,))]}, now=clock(),
+                    alert_cutoff=None, destinations=("telegram",), stories=index)
+
+    outlet("a", "Reuters")
+    worker, app = make_worker(store, fake_bot, clock)
+    await app.bot.initialize()
+    await worker.drain_all()
+    (first,) = fake_bot.messages(1501)
+    assert "also" not in first.text
+    clock.now += timedelta(minutes=1)
+    outlet("b", "TASS")
+    outlet("c", "Caixin")
+    await worker.drain_all()
+    assert len(fake_bot.messages(1501)) == 1  # one alert per story
+    assert await worker.refresh_stories() == 0  # too soon after sending
+    clock.now += timedelta(minutes=5)
+    assert await worker.refresh_stories() == 1
+    (message,) = fake_bot.messages(1501)
+    assert message.edited == 1 and "TASS" in message.text and "Caixin" in message.text
+    assert message.buttons() == first.buttons()
+    assert await worker.refresh_stories() == 0  # nothing new: no edit
+    # a message the user deleted is not retried until its story changes again
+    clock.now += timedelta(minutes=5)
+    outlet("d", "Kommersant")
+    await app.bot.delete_message(1501, message.message_id)
+    assert await worker.refresh_stories() == 0
+    assert await worker.refresh_stories() == 0
+    assert len(fake_bot.calls_to("editMessageText", 1501)) == 2
+    await app.bot.shutdown()

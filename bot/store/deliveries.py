@@ -13,7 +13,7 @@ Mixed into Store (store.py); uses its _tx and _insert_ignore.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from .schema import alerts, chat_moves, deliveries, subscribers, subscriptions
 TELEGRAM = "telegram"  # the outbox destination that fan-out turns into deliveries
 PER_CHAT = 20  # rows leased per chat at a time: a chat's share is sent well within a lease
 OPEN = ("pending", "digest")  # statuses of rows still to be sent
+SURGE_PREFIX = "surge:"  # a coverage surge's alert has topic "surge:<topic>" (store/stories.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Delivery:
     created_at: datetime
     subscriber: Subscriber | None = None
     status: str = "pending"
+    message_id: int | None = None  # once sent
 
     @property
     def chat_id(self) -> int | str:
@@ -68,6 +70,11 @@ class DeliveryRow:
     sent_at: datetime | None
     message_id: int | None
     last_error: str | None
+
+
+def base_topic(topic: str) -> str:
+    """The watchlist topic an outbox topic belongs to ("surge:pos2" -> "pos2")."""
+    return topic.removeprefix(SURGE_PREFIX)
 
 
 def chat_key(chat: str) -> int | str:
@@ -112,7 +119,7 @@ class DeliveryStore:
             moved = dict(conn.execute(sa.select(chat_moves.c.old_chat, chat_moves.c.new_chat)).all())
             rows = [_delivery_row(r.id, moved.get(chat, chat), thread, "destination", now)
                     for r in due if r.id in taken
-                    for chat, thread in destinations.get(r.topic, ())]
+                    for chat, thread in destinations.get(base_topic(r.topic), ())]
             for_destinations = conn.execute(self._insert_ignore(deliveries), rows).rowcount \
                 if rows else 0
         return FanOut(len(taken), max(for_subscribers, 0), max(for_destinations, 0))
@@ -173,6 +180,7 @@ class DeliveryStore:
                            deliveries.c.kind, deliveries.c.status.label("d_status"),
                            deliveries.c.attempts.label("d_attempts"),
                            deliveries.c.created_at.label("d_created"),
+                           deliveries.c.message_id.label("d_message"),
                            *_ALERTS.selected_columns)
                  .select_from(_ALERT_JOIN.join(deliveries,
                                                deliveries.c.alert_id == alerts.c.id))
@@ -182,7 +190,32 @@ class DeliveryStore:
         subs = {str(r.chat_id): Subscriber.from_row(r) for r in conn.execute(
             sa.select(subscribers).where(chat_text.in_(sorted(chats))))}
         return [Delivery(r.d_id, _alert_from_row(r), r.chat, r.thread, r.kind, r.d_attempts,
-                         r.d_created, subs.get(r.chat), r.d_status) for r in rows]
+                         r.d_created, subs.get(r.chat), r.d_status, r.d_message) for r in rows]
+
+    # ------------------------------------------------------------ story updates
+
+    def deliveries_to_refresh(self, *, now: datetime, window: timedelta, every: timedelta,
+                              limit: int = 200) -> list[Delivery]:
+        """Messages sent within `window` whose story gained items since the message was
+        sent or last edited, and that were not sent or edited within `every`."""
+        from .schema import stories
+
+        last = sa.func.coalesce(deliveries.c.edited_at, deliveries.c.sent_at)
+        query = (sa.select(deliveries.c.id)
+                 .select_from(deliveries.join(alerts, alerts.c.id == deliveries.c.alert_id)
+                              .join(stories, sa.cast(stories.c.id, sa.Text) == alerts.c.story_id))
+                 .where(deliveries.c.status == "sent", deliveries.c.message_id.is_not(None),
+                        deliveries.c.sent_at >= now - window, stories.c.updated_at > last,
+                        last <= now - every)
+                 .order_by(deliveries.c.id).limit(limit))
+        with self._tx("finding messages to refresh", write=False) as conn:
+            return self._deliveries(conn, list(conn.scalars(query)))
+
+    def delivery_edited(self, delivery_id: int, *, now: datetime) -> None:
+        """The message now shows its story as of `now` (or cannot be edited any more)."""
+        with self._tx("recording an edit") as conn:
+            conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id)
+                         .values(edited_at=now))
 
     # ------------------------------------------------------------ outcomes
 
@@ -313,8 +346,10 @@ def _from_subscribers(alert_ids: list[int], now: datetime) -> sa.Select[Any]:
                     else_=sa.literal("pending")),
             sa.literal(0), sa.literal(now, alerts.c.created_at.type),
             sa.literal(now, alerts.c.created_at.type), sa.false())
-        .select_from(alerts.join(subscriptions, subscriptions.c.topic == alerts.c.topic)
-                     .join(subscribers, subscribers.c.chat_id == subscriptions.c.chat_id))
+        .select_from(alerts.join(subscriptions, sa.or_(
+            subscriptions.c.topic == alerts.c.topic,
+            sa.literal(SURGE_PREFIX) + subscriptions.c.topic == alerts.c.topic))
+            .join(subscribers, subscribers.c.chat_id == subscriptions.c.chat_id))
         .where(alerts.c.id.in_(alert_ids), subscribers.c.active,
                subscriptions.c.created_at <= created,
                sa.or_(subscriptions.c.muted_until.is_(None),

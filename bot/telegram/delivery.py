@@ -22,20 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 
+from ..deliver import story_context
 from ..errors import StoreError
 from ..model import Topic
-from ..store.deliveries import Delivery, FanOut
+from ..store.deliveries import SURGE_PREFIX, Delivery, FanOut, base_topic
+from ..summarize import summarize
 from . import policy
 from .client import Failure, classify
 from .pacing import Pacer
-from .render import DigestEntry, Rendered, render_alert, render_digest
+from .render import DigestEntry, Rendered, render_alert, render_digest, render_surge
 
 log = logging.getLogger("veille.telegram")
 
@@ -43,6 +45,16 @@ LEASE = timedelta(minutes=2)
 BATCH = 1000  # rows leased per drain: ~35 s of sending at the overall limit, well within LEASE
 BACKOFF_BASE = 5.0  # seconds, doubled per attempt
 BACKOFF_MAX = 3600.0
+EDIT_WINDOW = timedelta(hours=48)  # sent messages older than this are no longer updated
+EDIT_EVERY = timedelta(minutes=3)  # at most one "also: …" edit per message this often
+
+
+def _markup(rendered: Rendered) -> InlineKeyboardMarkup | None:
+    """The inline keyboard of a rendered message, as PTB takes it."""
+    if not rendered.buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data)
+                                  for b in line] for line in rendered.buttons])
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +184,7 @@ class DeliveryWorker:
                 return
 
     async def _deliver(self, row: Delivery) -> Sent | Stop | Skip:
-        topic = self.topics(row.alert.topic)
+        topic = self.topics(base_topic(row.alert.topic))
         now = self.clock()
         decision = policy.decide(row.subscriber, topic.priority if topic else "normal", now)
         if decision.action == policy.HOLD:
@@ -182,12 +194,27 @@ class DeliveryWorker:
             await self.store.run(self.store.delivery_retry, [row.id], at=decision.until,
                                  error=None, attempted=False)
             return Stop(decision.until)
+        rendered = await self._render(row, topic, silent=decision.silent)
+        return await self._send(row, [row.id], rendered)
+
+    async def _render(self, row: Delivery, topic: Topic | None, *, silent: bool) -> Rendered:
+        """The message for this row as its story stands now: the summary, the outlets that
+        joined, the topic's previous story; or a coverage surge."""
         sub = row.subscriber
         lang = sub.language if sub else "en"
-        rendered = render_alert(row.alert, topic, tz=sub.tz if sub else "UTC", lang=lang,
-                                t=self.translator(lang), silent=decision.silent,
-                                buttons=row.kind == "subscriber")
-        return await self._send(row, [row.id], rendered)
+        look = {"tz": sub.tz if sub else "UTC", "lang": lang, "t": self.translator(lang)}
+        buttons = row.kind == "subscriber"
+        alert = row.alert
+        if alert.topic.startswith(SURGE_PREFIX):
+            surge = await self.store.run(self.store.surge, int(alert.story.split(":", 1)[1]))
+            base = self.topics(base_topic(alert.topic))
+            return replace(render_surge(surge or {}, base, buttons=buttons, **look), silent=silent)
+        found = await story_context(self.store, alert)
+        summary = summarize(alert.item, alert.match, topic, found.previously)
+        text, marks = (found.kept, None) if found.kept else (summary.text, summary.marks or None)
+        also = [{"source": m.source, "title": m.title, "url": m.url} for m in found.also]
+        return render_alert(alert, topic, summary=text or None, marks=marks, also=also,
+                            previously=found.previously, silent=silent, buttons=buttons, **look)
 
     async def _send(self, row: Delivery, ids: list[int], rendered: Rendered) -> Sent | Stop | Skip:
         """Send one message for these rows and settle them, whatever Telegram answers."""
@@ -203,9 +230,7 @@ class DeliveryWorker:
 
     async def _post(self, chat_id: int | str, thread: int, rendered: Rendered,
                     plain: bool = False) -> Any:
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data)
-                                         for b in line] for line in rendered.buttons]) \
-            if rendered.buttons else None
+        markup = _markup(rendered)
         return await self.bot.send_message(
             chat_id=chat_id, text=rendered.plain() if plain else rendered.text,
             parse_mode=None if plain else ParseMode.HTML, reply_markup=markup,
@@ -274,6 +299,54 @@ class DeliveryWorker:
     def _backoff(self, attempts: int) -> float:
         delay = min(BACKOFF_BASE * 2 ** min(attempts, 20), BACKOFF_MAX)
         return delay * self.rng.uniform(0.8, 1.2)
+
+    # ------------------------------------------------------------ story updates
+
+    async def refresh_stories(self) -> int:
+        """Edit sent messages whose story gained outlets ("also: …"), within EDIT_WINDOW of
+        sending and at most once per EDIT_EVERY per message; the number edited."""
+        now = self.clock()
+        rows = await self.store.run(self.store.deliveries_to_refresh, now=now,
+                                    window=EDIT_WINDOW, every=EDIT_EVERY)
+        edited = 0
+        for row in rows:
+            if self.pacer.waiting(row.chat_id) > EDIT_EVERY.total_seconds():
+                continue  # flood-waited for long: the next round will do
+            outcome = await self._edit(row)
+            if outcome == "stop":
+                break
+            edited += outcome == "edited"
+        return edited
+
+    async def _edit(self, row: Delivery) -> str:
+        rendered = await self._render(row, self.topics(base_topic(row.alert.topic)),
+                                      silent=False)
+        markup = _markup(rendered)
+        try:
+            await self.bot.edit_message_text(
+                chat_id=row.chat_id, message_id=row.message_id, text=rendered.text,
+                parse_mode=ParseMode.HTML, reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=not rendered.preview))
+        except Exception as exc:  # noqa: BLE001 (classified)
+            failure = classify(exc)
+            log.warning("edit-failed", extra={"fields": {"chat": row.chat, "alert": row.alert.id,
+                                                         "kind": failure.kind,
+                                                         "error": failure.reason}})
+            if failure.kind == "flood":
+                self.pacer.flood_wait(row.chat_id, failure.retry_after)
+                return "stop" if failure.retry_after > EDIT_EVERY.total_seconds() else "later"
+            if failure.kind in ("transient",):
+                return "later"
+            if failure.kind == "gone" and row.kind == "subscriber":
+                await self.store.run(self.store.deactivate_chat, row.chat, reason=failure.reason,
+                                     now=self.clock())
+            # not modified, message gone, refused: nothing to retry until the story changes
+            await self.store.run(self.store.delivery_edited, row.id, now=self.clock())
+            return "settled"
+        await self.store.run(self.store.delivery_edited, row.id, now=self.clock())
+        log.info("edited", extra={"fields": {"chat": row.chat, "alert": row.alert.id,
+                                             "story": row.alert.story}})
+        return "edited"
 
     # ------------------------------------------------------------ digests
 
