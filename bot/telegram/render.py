@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -755,3 +755,33 @@ def render_digest(entries: Sequence[DigestEntry], *, tz: str, lang: str,
         top = _html([_Run("📰 "), _Run(numbered, ("b",))])
         out.append(Rendered(top + "".join(sep + _html(line) for sep, line in lines)))
     return out
+
+
+# ---------------------------------------------------------------- coverage surges
+
+SURGE_STORIES = 5
+
+
+def render_surge(surge: Mapping[str, Any], topic: Topic | None, *, tz: str = "UTC",
+                 lang: str = "en", t: Translate = identity, buttons: bool = True) -> Rendered:
+    """A coverage surge (store.surge(): recent, baseline, stories): the topic, how many new
+    stories against its usual rate, and the top stories linked with their outlet counts."""
+    name = _cut_text(_line(topic.title if topic else str(surge.get("topic", ""))), TOPIC_MAX)
+    lines = [f"📈 <b>{escape(t('Coverage surge'))}: {escape(name)}</b>",
+             escape(t("{recent} new stories, against about {baseline} usually").format(
+                 recent=surge.get("recent", 0), baseline=round(float(surge.get("baseline", 0)), 1)))]
+    for story in list(surge.get("stories", ()))[:SURGE_STORIES]:
+        title = escape(_cut_text(_line(str(story.get("title", ""))), DIGEST_TITLE_MAX))
+        href = _web_link(str(story.get("url", "")))
+        linked = f"<a href=\"{escape(href, quote=True)}\">{title}</a>" if href else title
+        outlets = int(story.get("outlets", 1) or 1)
+        source = escape(_cut_text(_line(str(story.get("source", ""))), SOURCE_MAX))
+        lines.append(f"• {linked} — {source}" + (
+            f" ({escape(t('{n} outlets').format(n=outlets))})" if outlets > 1 else ""))
+    when = surge.get("detected_at")
+    if isinstance(when, datetime):
+        lines.append(f"<i>{escape(local_time(when, tz=tz, lang=lang))}</i>")
+    rows: tuple[tuple[Button, ...], ...] = ()
+    if buttons and topic is not None:
+        rows = ((Button(t("Mute 24 h"), callback_data("mute", topic.id)),),)
+    return Rendered("\n".join(lines), rows)
