@@ -173,7 +173,7 @@ class TopicModel(_Strict):
     search: Union[list[str], dict[str, str]] = []
     # a coverage surge: this many times the topic's usual rate of new stories (VEILLE_SURGE_*)
     surge: Union[float, None] = Field(default=None, ge=1)
-    destinations: list[Union[int, str, "DestinationModel"]] = []  # chats posted to directly
+    destinations: list[Any] = []  # chats posted to directly (checked by destination())
     preview: bool = False  # Telegram link previews for this topic's alerts
 
     _v_langs = field_validator("languages", mode="before")(
@@ -200,24 +200,24 @@ class TopicModel(_Strict):
         return v
 
 
-class DestinationModel(_Strict):
-    """A chat to post a topic's alerts to: @channel or numeric id, and a forum topic's thread."""
-
-    chat: Union[int, str]
-    thread: int = Field(default=0, ge=0)
-
-
 def destination(value: Any) -> tuple[str, int]:
     """'@channel', -100123, '-100123' or {chat, thread} as (chat, thread); ValueError if bad."""
-    chat, thread = (value.chat, value.thread) if isinstance(value, DestinationModel) else (value, 0)
+    chat, thread = value, 0
+    if isinstance(value, dict):
+        unknown = set(value) - {"chat", "thread"}
+        if unknown or "chat" not in value:
+            raise ValueError("a destination is {chat: ..., thread: N}; "
+                             + (f"unknown key {sorted(unknown)[0]!r}" if unknown
+                                else "`chat` is missing"))
+        chat, thread = value["chat"], value.get("thread", 0)
+        if isinstance(thread, bool) or not isinstance(thread, int) or thread < 0:
+            raise ValueError(f"thread must be a forum topic's id (a whole number), not {thread!r}")
     text = str(chat).strip()
-    if re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,31}", text) or re.fullmatch(r"-?[0-9]{1,20}", text):
-        return text, int(thread)
-    raise ValueError(f"not a Telegram chat: {chat!r} (use @channelname or a numeric chat id "
-                     "such as -1001234567890, with `thread:` for a forum topic)")
-
-
-TopicModel.model_rebuild()
+    if isinstance(chat, bool) or not (re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,31}", text)
+                                      or re.fullmatch(r"-?[0-9]{1,20}", text)):
+        raise ValueError(f"not a Telegram chat: {chat!r} (use @channelname or a numeric chat id "
+                         "such as -1001234567890, with `thread:` for a forum topic)")
+    return text, int(thread)
 
 
 class TopicsFile(_Strict):
