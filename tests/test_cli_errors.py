@@ -5,6 +5,7 @@ what it did; `feeds` and `alerts` print plain text when piped; `run` logs feeds 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -293,3 +294,31 @@ def test_run_logs_feeds_by_name_warns_when_all_fail_and_reports_edits_readably(
     assert f"at={wl / 'topics.yaml'}:" in problem
     assert "problem=\"topic 'power-of-siberia-2': query: " in problem
     assert "\\n" not in problem and "^" not in problem
+
+
+def test_the_all_failed_warning_comes_once_and_again_after_a_recovery(caplog) -> None:
+    from types import SimpleNamespace
+
+    from bot.model import FeedSpec
+    from bot.pipeline import PollOutcome
+    from bot.scheduler import Runner
+
+    feeds = [FeedSpec(url=f"https://{n}.example/rss", name=n) for n in ("a", "b")]
+    runner = Runner.__new__(Runner)  # only the bookkeeping of poll outcomes is exercised
+    runner.app, runner.failed, runner.warned_all_failed = SimpleNamespace(
+        feeds=lambda: feeds), {}, False
+    down = [PollOutcome(f, "error", error="connection failed") for f in feeds]
+    up = PollOutcome(feeds[0], "new", http_status=200)
+    logger = logging.getLogger("veille.scheduler")  # "veille" may not propagate (setup_logging)
+    logger.addHandler(caplog.handler)
+    warnings = lambda: [r for r in caplog.records if r.getMessage() == "every feed failing"]  # noqa: E731
+    for url, outcome in [(feeds[0].url, down[0]), (feeds[0].url, down[0])]:
+        runner._all_failed_check(url, outcome)
+    assert warnings() == []  # b has not failed yet
+    for url, outcome in [(feeds[1].url, down[1]), (feeds[0].url, down[0]), (feeds[1].url, down[1])]:
+        runner._all_failed_check(url, outcome)
+    assert len(warnings()) == 1
+    runner._all_failed_check(feeds[0].url, up)
+    runner._all_failed_check(feeds[0].url, down[0])
+    assert len(warnings()) == 2
+    logger.removeHandler(caplog.handler)
