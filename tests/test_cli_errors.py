@@ -296,7 +296,7 @@ def test_run_logs_feeds_by_name_warns_when_all_fail_and_reports_edits_readably(
     assert "\\n" not in problem and "^" not in problem
 
 
-def test_the_all_failed_warning_comes_once_and_again_after_a_recovery(caplog) -> None:
+def test_the_all_failed_warning_comes_once_and_again_after_a_recovery() -> None:
     from types import SimpleNamespace
 
     from bot.model import FeedSpec
@@ -309,9 +309,13 @@ def test_the_all_failed_warning_comes_once_and_again_after_a_recovery(caplog) ->
         feeds=lambda: feeds), {}, False
     down = [PollOutcome(f, "error", error="connection failed") for f in feeds]
     up = PollOutcome(feeds[0], "new", http_status=200)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
     logger = logging.getLogger("veille.scheduler")  # "veille" may not propagate (setup_logging)
-    logger.addHandler(caplog.handler)
-    warnings = lambda: [r for r in caplog.records if r.getMessage() == "every feed failing"]  # noqa: E731
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.WARNING  # whatever a CLI run in-process set
+    warnings = lambda: [r for r in seen if r.getMessage() == "every feed failing"]  # noqa: E731
     for url, outcome in [(feeds[0].url, down[0]), (feeds[0].url, down[0])]:
         runner._all_failed_check(url, outcome)
     assert warnings() == []  # b has not failed yet
@@ -321,4 +325,5 @@ def test_the_all_failed_warning_comes_once_and_again_after_a_recovery(caplog) ->
     runner._all_failed_check(feeds[0].url, up)
     runner._all_failed_check(feeds[0].url, down[0])
     assert len(warnings()) == 2
-    logger.removeHandler(caplog.handler)
+    logger.removeHandler(handler)
+    logger.level = level
