@@ -654,7 +654,10 @@ def run(
         finally:
             await application.aclose()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except ConfigError as exc:  # the HTTP port is taken, say
+        _fail(str(exc))
 
 
 # ---------------------------------------------------------------- operator views

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from aiohttp import web
 
 from . import __version__
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .metrics import CONTENT_TYPE, StoreFigures
 from .status import DAYS, build_page, render_page
 
@@ -55,7 +55,13 @@ class WebServer:
         self._runner = web.AppRunner(self.application(), handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError(f"VEILLE_HTTP_PORT={settings.http_port}: cannot listen on "
+                              f"{settings.http_host}:{settings.http_port}: "
+                              f"{exc.strerror or exc}") from None
         log.info("http", extra={"fields": {"host": settings.http_host,
                                            "port": settings.http_port,
                                            "auth": settings.http_auth is not None}})

@@ -101,6 +101,19 @@ def test_probes_and_metrics_during_a_real_run(feed_server: FeedServer, tmp_path:
     assert run.out.count(story(1)["link"]) == 1
 
 
+def test_a_port_already_taken_is_one_clear_error(feed_server: FeedServer, tmp_path: Path) -> None:
+    serve_two(feed_server, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = Veille(tmp_path, "run", env=env_for(tmp_path, VEILLE_HTTP_PORT=str(port)))
+        code = run.proc.wait(timeout=60)
+    assert code == 2
+    assert f"error: VEILLE_HTTP_PORT={port}: cannot listen on 127.0.0.1:{port}: " in run.err
+    assert "Traceback" not in run.err
+
+
 @pytest.fixture
 def pg_db() -> str:
     """A PostgreSQL database of its own (its connections are cut in the test), dropped after."""
