@@ -767,9 +767,11 @@ def render_surge(surge: Mapping[str, Any], topic: Topic | None, *, tz: str = "UT
     """A coverage surge (store.surge(): recent, baseline, stories): the topic, how many new
     stories against its usual rate, and the top stories linked with their outlet counts."""
     name = _cut_text(_line(topic.title if topic else str(surge.get("topic", ""))), TOPIC_MAX)
-    lines = [f"📈 <b>{escape(t('Coverage surge'))}: {escape(name)}</b>",
-             escape(t("{recent} new stories, against about {baseline} usually").format(
-                 recent=surge.get("recent", 0), baseline=round(float(surge.get("baseline", 0)), 1)))]
+    label = t("Coverage surge")
+    counts = t("{recent} new stories, against about {baseline} usually").format(
+        recent=surge.get("recent", 0), baseline=round(float(surge.get("baseline", 0)), 1))
+    outlets_label = t("{n} outlets")
+    lines = [f"📈 <b>{escape(label)}: {escape(name)}</b>", escape(counts)]
     for story in list(surge.get("stories", ()))[:SURGE_STORIES]:
         title = escape(_cut_text(_line(str(story.get("title", ""))), DIGEST_TITLE_MAX))
         href = _web_link(str(story.get("url", "")))
@@ -777,7 +779,7 @@ def render_surge(surge: Mapping[str, Any], topic: Topic | None, *, tz: str = "UT
         outlets = int(story.get("outlets", 1) or 1)
         source = escape(_cut_text(_line(str(story.get("source", ""))), SOURCE_MAX))
         lines.append(f"• {linked} — {source}" + (
-            f" ({escape(t('{n} outlets').format(n=outlets))})" if outlets > 1 else ""))
+            f" ({escape(outlets_label.format(n=outlets))})" if outlets > 1 else ""))
     when = surge.get("detected_at")
     if isinstance(when, datetime):
         lines.append(f"<i>{escape(local_time(when, tz=tz, lang=lang))}</i>")
