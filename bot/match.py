@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import ahocorasick
 
 from .model import FeedSpec, Hit, Item, Match, Topic
-from .query import COMPOUND, FIELDS, LEMMA, CTerm, anchor_terms, evaluate
+from .query import COMPOUND, FIELDS, LEMMA, CTerm, anchor_terms, branches, evaluate
 from .text import Units, spans, units, words
 
 _FIELD_SEP = "|"  # a pseudo-word between title and body: "|" never survives folding
@@ -135,6 +135,9 @@ class Matcher:
         # per topic: global term id -> that topic's term indices (to tell evaluate which
         # of its terms may occur in an item)
         self._local: list[dict[int, list[int]]] = [{} for _ in self.topics]
+        # per topic: its top-level alternatives with their anchors; only the alternatives
+        # whose anchors occurred are evaluated (a wide topic costs what its live branches cost)
+        self._branches = [branches(t.compiled) for t in self.topics]
         entries: dict[str, tuple[list[tuple[int, int]], set[int]]] = {}
         for t_index, topic in enumerate(self.topics):
             q = topic.compiled
@@ -179,7 +182,11 @@ class Matcher:
         for i in topics:
             local = self._local[i]
             present = {k for term_id in starts for k in local.get(term_id, ())}
-            ok, occ = evaluate(self.topics[i].compiled, doc, present)
+            live = tuple(b for b, anchors in self._branches[i] if not anchors.isdisjoint(present))
+            if not live:
+                continue
+            tree = live[0] if len(live) == 1 else ("or", live)
+            ok, occ = evaluate(self.topics[i].compiled, doc, present, tree)
             if ok:
                 found.append((self.topics[i], occ))
         return _with_spans(found, title, body)

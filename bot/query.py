@@ -560,14 +560,21 @@ class TermFinder(Protocol):
     def unit(self, field: int, token: int, kind: str) -> int: ...
 
 
-def evaluate(q: Compiled, doc: TermFinder,
-             present: Container[int] | None = None) -> tuple[bool, list[Occ]]:
+def evaluate(q: Compiled, doc: TermFinder, present: Container[int] | None = None,
+             tree: tuple | None = None) -> tuple[bool, list[Occ]]:
     """Whether the query matches, and the occurrences of the terms that made it match.
 
     present: the indices of the terms that may occur (a superset), when the caller knows;
     the others are taken as absent without asking doc (a big alias group costs nothing).
+    tree: a part of q.tree to evaluate instead (the branches whose anchors occurred).
     """
-    return _eval(q.tree, q.terms, doc, present)
+    return _eval(q.tree if tree is None else tree, q.terms, doc, present)
+
+
+def branches(q: Compiled) -> list[tuple[tuple, frozenset[int]]]:
+    """The alternatives of the query's top-level OR, each with its anchor terms."""
+    alternatives = q.tree[1] if q.tree[0] == "or" else (q.tree,)
+    return [(b, anchor_terms(b, q.terms)) for b in alternatives]
 
 
 def _eval(tree: tuple, terms: tuple[CTerm, ...], doc: TermFinder,
