@@ -188,6 +188,21 @@ def test_a_huge_local_feed_is_refused_by_its_size(tmp_path: Path) -> None:
     assert f"Huge <{huge.as_uri()}>: body exceeds 10485760 bytes" in result.stderr.splitlines()
 
 
+def test_a_local_file_is_measured_before_it_is_read(tmp_path: Path) -> None:
+    from bot.fetch import read_local
+
+    huge = tmp_path / "huge.jsonl"
+    with huge.open("wb") as f:
+        f.truncate(50 * 1024 * 1024)
+    with pytest.raises(ValueError) as info:  # the whole size: only a stat can know it
+        read_local(huge, 10 * 1024 * 1024)
+    assert str(info.value) == (f"{huge} is 52428800 bytes, over the 10485760-byte limit "
+                               "(VEILLE_MAX_BODY_BYTES)")
+    small = tmp_path / "small.xml"
+    small.write_bytes(b"<rss/>")
+    assert read_local(small, 1024) == b"<rss/>"
+
+
 # ------------------------------------------------------------ feeds and alerts
 
 
