@@ -342,3 +342,14 @@ def test_the_all_failed_warning_comes_once_and_again_after_a_recovery() -> None:
     assert len(warnings()) == 2
     logger.removeHandler(handler)
     logger.level = level
+
+
+def test_console_log_values_stay_on_one_line() -> None:
+    from bot.logs import _Formatter
+
+    record = logging.LogRecord("veille.scheduler", logging.ERROR, __file__, 1, "watchlist",
+                               None, None)
+    record.fields = {"problem": "query ends too early\n    a OR\n         ^", "n": 2, "k": "a=b"}
+    line = _Formatter(as_json=False).format(record)
+    assert line.endswith(' error   watchlist problem="query ends too early | a OR | ^" n=2 '
+                         'k="a=b"')
