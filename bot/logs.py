@@ -30,7 +30,7 @@ class _Formatter(logging.Formatter):
 
 
 def _show(value: object) -> str:
-    """A value as key=value shows it: on one line (lines joined by ' | '), quoted if it has spaces."""
+    """A value as key=value shows it: on one line (lines joined by ' | '), quoted if need be."""
     text = " | ".join(line.strip() for line in str(value).splitlines() if line.strip())
     if not text or any(c in text for c in ' "='):
         return json.dumps(text, ensure_ascii=False)

@@ -113,7 +113,8 @@ def _languages() -> dict[str, str]:
 def _lang(v: Any) -> str:
     code = v.split("-")[0].split("_")[0].lower() if isinstance(v, str) else ""
     if not _LANG.match(code):
-        named = [c for c, n in _languages().items() if isinstance(v, str) and n.lower() == v.lower()]
+        name = str(v).lower()
+        named = [c for c, n in _languages().items() if n.lower() == name]
         hint = f" (did you mean {named[0]!r}?)" if named else ""
         raise ValueError(f"{v!r} is not a language code like 'en', 'fr', 'zh'{hint}")
     if code not in _languages():

@@ -129,7 +129,8 @@ def test_ctrl_c_while_veille_is_still_importing_is_one_line(tmp_path: Path) -> N
     result = subprocess.run([sys.executable, "-c", "import bot.cli; raise KeyboardInterrupt"],
                             env=env_for(tmp_path), cwd=Path(__file__).parent.parent,
                             capture_output=True, text=True, timeout=WAIT)
-    assert (result.returncode, result.stderr) == (2, "veille: interrupted (Ctrl-C) while starting\n")
+    assert (result.returncode, result.stderr) == (
+        2, "veille: interrupted (Ctrl-C) while starting\n")
 
 
 # ------------------------------------------------------------ once: exit codes and summary

@@ -61,7 +61,8 @@ def check_output(topics: Path, code: int, output: str) -> None:
         assert 1 <= int(m.group(1)) <= n_lines and int(m.group(2)) >= 1, line
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=queries)
 def test_any_query_is_accepted_or_reported_at_a_position(tmp_path: Path, query: str) -> None:
     topics = write_topics(tmp_path / "wl", query)
