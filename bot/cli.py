@@ -683,6 +683,9 @@ def feeds(
                 "last_error": r.last_error, "next_poll": _iso_or_none(r.next_poll_at)},
                 ensure_ascii=False) + "\n")
         return
+    if not rows:
+        out.print(Text("0 feeds: none polled with this database yet (veille once polls them)"))
+        return
     table = [("feed", "last poll", "status", "items", "errors", "next poll", "last error")]
     for r in rows:
         state = "never" if r.last_poll_at is None else ("ok" if r.error_streak == 0 else "failing")

@@ -354,3 +354,12 @@ def test_console_log_values_stay_on_one_line() -> None:
     line = _Formatter(as_json=False).format(record)
     assert line.endswith(' error   watchlist problem="query ends too early | a OR | ^" n=2 '
                          'k="a=b"')
+
+
+def test_feeds_explains_an_empty_database(tmp_path: Path) -> None:
+    from bot.store import Store
+
+    Store.open(f"sqlite:///{tmp_path}/state/veille.db").close()
+    result = veille(tmp_path, "feeds")
+    assert (result.returncode, result.stdout) == (
+        0, "0 feeds: none polled with this database yet (veille once polls them)\n")
