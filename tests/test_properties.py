@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import QuerySyntaxError
 from bot.match import Matcher
 from bot.model import Topic
-from bot.query import Alias, And, Near, Not, Or, Scope, Term, compile_query, parse, to_text
+from bot.query import (Alias, And, Near, Node, Not, Or, Scope, Term, compile_query, parse,
+                       to_text)
 from bot.text import normalize, tokens, words
 
 # ------------------------------------------------------------ normalisation
@@ -29,31 +31,150 @@ def test_tokens_agree_with_words_and_spans_cover_the_text(text: str) -> None:
         assert normalize(text[t.start:t.end]).replace(" ", "") != ""
 
 
-# ------------------------------------------------------------ round trip
+# ------------------------------------------------------------ the grammar, generated
+#
+# Valid queries are built from the grammar in query.py's docstring, so nearly every example
+# parses (the few that do not are discarded with `assume`; hypothesis fails the test if that
+# happens too often). To cover a new construct, add it to the lists below: a word form to
+# WORD_FORMS, a positional operator (like NEAR/n) to POSITIONAL_OPS.
 
-PIECES = ["a", "b", "xi", "putin", "sanction*", '"power of"', '"сил* сибири"', "习近平", "AND",
-          "OR", "NOT", "(", ")", "NEAR/2", "title:", "@al", "Ünïcode", "dual-use", '"', "*"]
+WORDS = ["xi", "putin", "gas", "Ünïcode", "dual-use", "习近平", "сибири", "2", "e.on"]
+STEMS = ["sanction*", "сил*", "financ*", "习*"]
+WORD_FORMS = [st.sampled_from(WORDS), st.sampled_from(STEMS)]  # e.g. + lemma forms (~word)
+QUOTES = [('"', '"'), ("«", "»"), ("“", "”")]
+POSITIONAL_OPS = [st.integers(0, 12).map(lambda n: f"NEAR/{n}")]  # e.g. + SENT, PARA
 
 
-@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12))
-def test_every_accepted_query_round_trips(pieces: list[str]) -> None:
-    source = " ".join(pieces).replace("title: ", "title:")
+def words_() -> st.SearchStrategy[str]:
+    return st.one_of(*WORD_FORMS)
+
+
+def phrases() -> st.SearchStrategy[str]:
+    return st.tuples(st.sampled_from(QUOTES), st.lists(words_(), min_size=1, max_size=3)).map(
+        lambda p: p[0][0] + " ".join(p[1]) + p[0][1])
+
+
+def terms() -> st.SearchStrategy[str]:
+    """term := word | phrase | @alias."""
+    return st.one_of(words_(), phrases(), st.just("@al"))
+
+
+def positional() -> st.SearchStrategy[str]:
+    """What NEAR/n may join: terms, @aliases, (a OR b) groups, other positional joins."""
+    return st.recursive(terms(), lambda inner: st.one_of(
+        st.tuples(inner, st.one_of(*POSITIONAL_OPS), inner).map(lambda p: " ".join(p)),
+        st.tuples(inner, inner).map(lambda p: f"({p[0]} OR {p[1]})"),
+        inner.map(lambda t: f"title:{t}" if not t.startswith("title:") else t),
+    ), max_leaves=4)
+
+
+def valid_queries() -> st.SearchStrategy[str]:
+    """query := or; or := and (OR and)*; and := not (AND? not)*; not := NOT not | near."""
+    return st.recursive(positional(), lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: f"({p[0]} AND {p[1]})"),
+        st.tuples(inner, inner).map(lambda p: f"({p[0]} {p[1]})"),  # adjacent: AND
+        st.tuples(inner, inner).map(lambda p: f"({p[0]} OR {p[1]})"),
+        st.tuples(inner, inner).map(lambda p: f"({p[0]} NOT {p[1]})"),
+        inner.map(lambda t: f"(NOT {t})"),
+        inner.map(lambda t: f"title:({t})"),
+        inner.map(lambda t: f"  {t}\n"),  # whitespace anywhere between tokens
+    ), max_leaves=8)
+
+
+ALIASES = {"al": ["power of siberia", "сил* сибири", "习近平"]}
+
+
+def _parses(source: str) -> Node | None:
     try:
-        ast = parse(source)
+        return parse(source)
     except QuerySyntaxError:
-        return
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(valid_queries())
+def test_generated_queries_parse_print_back_and_compile_or_fail_positioned(source: str) -> None:
+    ast = _parses(source)
+    assume(ast is not None)
     printed = to_text(ast)
-    assert parse(printed) == ast
-    assert to_text(parse(printed)) == printed
+    assert parse(printed) == ast  # printing keeps the meaning
+    assert to_text(parse(printed)) == printed  # and is stable
+    try:
+        compiled = compile_query(source, ALIASES)
+    except QuerySyntaxError as exc:  # by design, e.g. a query of NOT-terms only
+        assert 0 <= exc.pos <= len(source) and exc.message
+    else:
+        assert compiled is not None
+
+
+def test_the_generated_queries_mostly_parse() -> None:
+    """The strategy is the grammar: at least 95% of its examples parse."""
+    results: list[bool] = []
+
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(valid_queries())
+    def collect(source: str) -> None:
+        results.append(_parses(source) is not None)
+
+    collect()
+    assert len(results) >= 200 and sum(results) >= 0.95 * len(results)
+
+
+# ------------------------------------------------------------ invalid input, positioned
+#
+# Each strategy breaks a valid query in one known place; the error must point inside it.
+
+
+def broken(defect: st.SearchStrategy[tuple[str, str, str]]) -> st.SearchStrategy[tuple]:
+    """(query, start, end) where the defect spans [start, end] of the query."""
+    def assemble(parts: tuple[str, str, str]) -> tuple[str, int, int]:
+        before, bad, after = parts
+        return before + bad + after, len(before), len(before) + len(bad)
+    return defect.map(assemble)
+
+
+def around(bad: st.SearchStrategy[str]) -> st.SearchStrategy[tuple[str, str, str]]:
+    """A defect between two valid queries."""
+    return st.tuples(valid_queries().map(lambda q: q + " "), bad,
+                     valid_queries().map(lambda q: " " + q))
+
+
+DEFECTS = {
+    "lower-case operator": around(st.sampled_from(["and", "or", "not", "And", "Or"])),
+    "NEAR without a slash": around(st.sampled_from(["NEAR5", "NEAR 5", "near/3", "NEAR"])),
+    "operator at the end": st.tuples(valid_queries(),
+                                     st.sampled_from([" AND", " OR", " NOT", " NEAR/2"]),
+                                     st.just("")),
+    "operator at the start": st.tuples(st.just(""), st.sampled_from(["OR ", "AND "]),
+                                       valid_queries()),
+    "a group never closed": st.tuples(st.just(""), st.just("("), valid_queries()),
+    "a stray ')'": st.tuples(valid_queries(), st.just(")"), st.just("")),
+    "a short wildcard": around(st.sampled_from(["ab*", "x*", "sa*nction"])),
+    "an empty phrase": around(st.sampled_from(['""', "« »", '"  "'])),
+    "title: and a space": around(st.just("title: ")),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+@given(data=st.data())
+def test_a_broken_query_is_refused_with_the_position_of_the_defect(defect: str,
+                                                                   data: st.DataObject) -> None:
+    source, start, end = data.draw(broken(DEFECTS[defect]))
+    with pytest.raises(QuerySyntaxError) as caught:
+        compile_query(source, ALIASES)
+    err = caught.value
+    assert err.query == source and err.message
+    if defect == "a group never closed":  # the error names the '(' that is left open ...
+        assert err.pos == start or err.pos == len(source)  # ... or the end it reached
+    else:
+        assert start <= err.pos <= max(end, start + 1), (err.pos, err.message)
 
 
 # ------------------------------------------------------------ AC path == naive reference
 
 VOCAB = ["xi", "putin", "gas", "sanctions", "sanctioned", "power", "of", "siberia", "siberian",
          "сила", "сибири", "习", "近", "平", "2"]
-ALIASES = {"al": ["power of siberia", "сил* сибири", "习近平"]}
-
-
 def naive_positions(node, title: list[str], body: list[str], scope=None) -> list[tuple]:
     """Occurrences (field, start, end) of a positional node, computed the slow obvious way."""
     if isinstance(node, Term):
