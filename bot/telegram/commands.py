@@ -27,7 +27,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence
 
 from telegram import (BotCommand, BotCommandScopeChat, BotCommandScopeDefault,
                       InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update)
@@ -40,6 +40,9 @@ from ..model import Subscriber, Topic
 from ..text import fold
 from ..watchlist import Watchlist
 from .render import MARKERS, Button, callback_data, escape, parse_callback, utf16_len
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 log = logging.getLogger("veille.telegram.commands")
 
@@ -77,7 +80,7 @@ class StatusReport:
 class BotContext:
     """Everything the handlers use, built once in app.py."""
 
-    store: Any  # bot.store.Store
+    store: Store
     watchlist: Callable[[], Watchlist]  # the current (last good) watchlist
     clock: Callable[[], datetime]  # now, tz-aware UTC
     admins: tuple[int, ...] = ()  # Telegram user ids (VEILLE_ADMINS)
