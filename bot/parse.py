@@ -7,8 +7,12 @@ parse_feed(body, url=..., headers=...) -> ParsedFeed
      XML declaration, else windows-1252) and rid of characters XML forbids, so that both
      parsers read the same text
   4. well-formed (lxml, strict) RSS 2.0, RSS 1.0 or Atom 1.0 without xml:base or DOCTYPE,
-     with every item element where feedparser would look -> "fast": the lxml tree is read
-     by feedparser's rules (id, link, title, text fields, dates, authors, language)
+     with every item element where feedparser would look, no item or entry of another
+     format or namespace anywhere, no Atom 0.3 `mode` attribute, no item field feedparser
+     reads across formats (an un-namespaced <id>, <summary>, <content>, <link href> in RSS,
+     Atom 0.3 names in Atom 1.0), not read in a Japanese legacy encoding -> "fast": the lxml
+     tree is read by feedparser's rules (id, link, title, text fields, dates, authors,
+     language)
   5. everything else -> feedparser, the tolerant reference
 Every reading becomes parser-neutral _Entry values and every Item is built in one place
 (_item_from_entry). tests/test_parse.py checks that the fast path yields the same Items as
@@ -57,6 +61,10 @@ _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 # Declared legacy encodings read as the superset real servers mean by them (as browsers do).
 _SUPERSETS = {"ascii": "cp1252", "iso8859-1": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
               "euc_kr": "cp949", "shift_jis": "cp932", "tis-620": "cp874", "iso8859-9": "cp1254"}
+# Documents read in these go to feedparser: on feedparser's own Shift-JIS test feeds the two
+# paths disagreed, and a Japanese legacy-encoded feed is rare enough to take the slow path.
+_FEEDPARSER_ENCODINGS = frozenset({"cp932", "shift_jis", "shift_jis_2004", "shift_jisx0213",
+                                   "euc_jp", "euc_jis_2004", "euc_jisx0213", "iso2022_jp"})
 _XML_DECL_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.I)
 _XML_INVALID_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
@@ -130,7 +138,8 @@ def parse_feed(
     if data.removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"{":
         feed = _read_json(data)
     else:
-        xml = _prepare_xml(data, _http_charset(headers))
+        xml, encoding = _prepare(data, _http_charset(headers))
+        fast = fast and encoding not in _FEEDPARSER_ENCODINGS
         feed = (_read_fast(xml) if fast else None) or _read_feedparser(xml)
     return _build(feed, url=url, source=source, lang=lang)
 
@@ -165,6 +174,11 @@ def _http_charset(headers: Mapping[str, str] | None) -> str | None:
 
 def _prepare_xml(data: bytes, http_charset: str | None = None) -> bytes:
     """The document as UTF-8 bytes without characters XML forbids, declaration to match."""
+    return _prepare(data, http_charset)[0]
+
+
+def _prepare(data: bytes, http_charset: str | None) -> tuple[bytes, str]:
+    """_prepare_xml's document and the encoding it was read in."""
     text_encoding = _decode_as(data, http_charset)
     if text_encoding != "utf-8":
         data = data.decode(text_encoding, errors="replace").encode("utf-8")
@@ -175,7 +189,7 @@ def _prepare_xml(data: bytes, http_charset: str | None = None) -> bytes:
     data = data.translate(None, _XML_INVALID_BYTES)  # UTF-8 never uses these bytes in a sequence
     for noncharacter in _XML_NONCHARACTERS:
         data = data.replace(noncharacter, b"")
-    return data
+    return data, text_encoding
 
 
 def _decode_as(data: bytes, http_charset: str | None) -> str:
@@ -226,8 +240,9 @@ _TEXT_KEYS = {  # format -> (summary, content)
     "atom10": (f"{_ATOM}summary".lower(), f"{_ATOM}content".lower()),
 }
 # Where feedparser reads an entry's `published` and `updated` dates from.
-_PUBLISHED_KEYS = ("pubdate", f"{_ATOM}published".lower(), f"{_DCTERMS}issued")
-_UPDATED_KEYS = (f"{_DC}date", f"{_ATOM}updated".lower(), f"{_DCTERMS}modified")
+# (un-namespaced published/updated in RSS items: feedparser reads them as Atom's)
+_PUBLISHED_KEYS = ("pubdate", f"{_ATOM}published".lower(), f"{_DCTERMS}issued", "published")
+_UPDATED_KEYS = (f"{_DC}date", f"{_ATOM}updated".lower(), f"{_DCTERMS}modified", "updated")
 _ATOM_AUTHOR = f"{_ATOM}author".lower()
 _MEDIA_TITLE = "{http://search.yahoo.com/mrss/}title"
 _TITLE_KEYS = ("title", f"{_RSS1}title", f"{_ATOM}title".lower(), f"{_DC}title", _MEDIA_TITLE)
@@ -269,7 +284,34 @@ def _fast_shape(xml: bytes) -> tuple[Any, str, list] | None:
     fmt, item_tag, items = _shape_of(root)
     if not fmt or sum(1 for _ in root.iter(item_tag)) != len(items):
         return None  # items nested where feedparser would also look
+    if sum(1 for _ in root.iter("{*}item", "{*}entry")) != len(items):
+        return None  # items or entries of another format or namespace: feedparser counts some
+    if b"mode=" in xml and any(el.get("mode") is not None for el in root.iter()):
+        return None  # Atom 0.3 text modes (base64, escaped): feedparser decodes them
+    if any(_foreign_fields(item, fmt) for item in items):
+        return None
     return root, fmt, items
+
+
+# Item children that feedparser reads whatever the format around them (un-namespaced Atom
+# vocabulary in RSS, Atom 0.3 names in Atom 1.0); an item with one goes to feedparser.
+_ATOMISH = frozenset({"id", "issued", "modified", "created", "summary", "content"})
+_ATOM10_ENTRY = frozenset({"id", "title", "link", "updated", "published", "summary", "content",
+                           "author", "contributor", "category", "rights", "source"})
+
+
+def _foreign_fields(item: Any, fmt: str) -> bool:
+    """Whether an item has fields the fast path would read differently from feedparser."""
+    for child in item:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        if fmt == "atom10":
+            if tag.startswith(_ATOM) and tag[len(_ATOM):] not in _ATOM10_ENTRY:
+                return True
+        elif tag[0] != "{" and (tag in _ATOMISH or (tag == "link" and child.get("href"))):
+            return True
+    return False
 
 
 def _shape_of(root: Any) -> tuple[str, str, list]:

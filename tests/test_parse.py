@@ -477,6 +477,44 @@ def test_path_choice_over_the_corpus(corpus: Path) -> None:
     assert sum(parser == "json" for parser in chosen.values()) == 4
 
 
+# Shapes on which the two paths disagreed on feedparser's own test feeds: each has a feed of
+# ours under tests/data/feeds (so test_fast_path_agrees_with_feedparser covers it) and takes
+# the path written here.
+FEEDPARSER_SHAPES = {  # file -> (path chosen, items, first item's title, guid, published)
+    "atom03-mode-base64.atom": ("feedparser", 2,
+                                "Gazoduc : Pékin et Moscou relancent les discussions",
+                                "tag:energie.example,2026:gazoduc", "2026-11-28T07:30:00"),
+    "atom10-mode-base64.atom": ("feedparser", 2,
+                                "Gazoduc : Pékin et Moscou relancent les discussions",
+                                "tag:energie.example,2026:gazoduc", "2026-11-28T07:30:00"),
+    "rss20-atom-style-items.xml": ("feedparser", 2, "Ulaanbaatar wants transit fees settled first",
+                                   "urn:mixte:4471", "2026-11-29T10:15:00"),
+    "rss20-updated-only.xml": ("fast", 2, "Le tracé mongol du gazoduc de nouveau discuté",
+                               "depeches-88", "2026-11-29T06:40:00"),
+    "rss20-item-in-foreign-namespace.xml": ("feedparser", 2, "Le conseil régional vote son budget",
+                                            "https://portail.example/a/1", None),
+    "rss20-with-atom-entry.xml": ("feedparser", 2, "Le conseil régional vote son budget",
+                                  "https://portail.example/a/1", None),
+    "rss20-prefixed-item.xml": ("feedparser", 1, "Le conseil régional vote son budget",
+                                "https://portail.example/a/1", None),
+    "atom-with-rss-item.xml": ("feedparser", 2, "Un", "urn:1", "2026-11-28T08:00:00"),
+    "shift-jis.xml": ("feedparser", 2, "「シベリアの力２」①価格交渉が再開～北京で協議",
+                      "https://sokuhou.example/n/101", "2026-11-29T02:00:00"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEEDPARSER_SHAPES))
+def test_feedparser_shapes_take_the_path_that_agrees(name: str) -> None:
+    parser, count, title, guid, published = FEEDPARSER_SHAPES[name]
+    feed = parse(name)
+    assert (feed.parser, len(feed.items)) == (parser, count)
+    first = feed.items[0]
+    assert (first.title, first.guid) == (title, guid)
+    when = first.published.replace(tzinfo=None).isoformat() if first.published else None
+    assert when == published
+    assert not MOJIBAKE.search(feed.title + first.title + first.summary)
+
+
 def test_a_surprise_reading_the_tree_falls_back_to_feedparser(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
