@@ -77,8 +77,8 @@ def _settings(**overrides):
 
     try:
         return load_settings(**overrides)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True)
+    except ConfigError as exc:  # the value as typed: never read as markup
+        err.print(Text("error: ", style="red") + Text(str(exc).replace("Value error, ", "")))
         raise typer.Exit(2) from None
 
 

@@ -363,3 +363,19 @@ def test_feeds_explains_an_empty_database(tmp_path: Path) -> None:
     result = veille(tmp_path, "feeds")
     assert (result.returncode, result.stdout) == (
         0, "0 feeds: none polled with this database yet (veille once polls them)\n")
+
+
+def test_a_setting_is_shown_as_typed(tmp_path: Path) -> None:
+    line = one_line_error(veille(tmp_path, "feeds", VEILLE_CONCURRENCY="[bold]many"))
+    assert line == ("error: invalid setting: VEILLE_CONCURRENCY='[bold]many': Input should be "
+                    "a valid integer, unable to parse string as an integer")
+
+
+def test_the_poll_log_line_names_the_feed_and_its_url_only_at_debug() -> None:
+    from bot.model import FeedSpec
+    from bot.pipeline import PollOutcome
+
+    outcome = PollOutcome(FeedSpec(url="https://news.example/search?q=%22gaz%22", name="Wire"),
+                          "not-modified", http_status=304)
+    assert outcome.log_fields()["feed"] == "Wire" and outcome.log_fields()["url"] is None
+    assert outcome.log_fields(url=True)["url"] == "https://news.example/search?q=%22gaz%22"
