@@ -63,7 +63,7 @@ def _root(
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
-    """'1 feed', '2 feeds' ('1 news-search feed', '3 entries' with many='entries')."""
+    """'1 feed', '2 feeds'; many= for the irregular ones ('3 stories')."""
     return f"{n} {word if n == 1 else many or word + 's'}"
 
 
@@ -130,8 +130,9 @@ def validate(
     """Check every watchlist file; list all problems (exit 1) or print a summary (exit 0)."""
     wl = _watchlist(directory)
     searches = len(wl.all_feeds()) - len(wl.feeds)
-    out.print(Text(f"ok: {wl.directory}: {len(wl.feeds)} feeds, {len(wl.topics)} topics, "
-                   f"{len(wl.aliases)} alias groups, {searches} news-search feeds", style="green"))
+    out.print(Text(f"ok: {wl.directory}: {_plural(len(wl.feeds), 'feed')}, "
+                   f"{_plural(len(wl.topics), 'topic')}, {_plural(len(wl.aliases), 'alias group')}, "
+                   f"{_plural(searches, 'news-search feed')}", style="green"))
     for t in wl.topics:
         langs = ",".join(lang for lang, _ in t.search) or "-"
         out.print(Text(f"  {t.id:<24} {t.priority:<6} {len(t.compiled.terms):>3} terms  "

@@ -379,3 +379,12 @@ def test_the_poll_log_line_names_the_feed_and_its_url_only_at_debug() -> None:
                           "not-modified", http_status=304)
     assert outcome.log_fields()["feed"] == "Wire" and outcome.log_fields()["url"] is None
     assert outcome.log_fields(url=True)["url"] == "https://news.example/search?q=%22gaz%22"
+
+
+def test_validate_counts_in_words(tmp_path: Path) -> None:
+    one_topic = TOPICS_YAML.split("  - id: joint-declaration")[0]
+    write_watchlist(tmp_path / "wl", [("A", "https://a.example/rss")], topics=one_topic)
+    result = veille(tmp_path, "validate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"ok: {tmp_path / 'wl'}: 1 feed, 1 topic, 2 alias groups, 0 news-search feeds")
