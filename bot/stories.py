@@ -19,7 +19,8 @@ from datasketch import MinHash, MinHashLSH  # MinHash LSH: near-duplicate candid
 from url_normalize import url_normalize
 
 from bot.model import Item, Match
-from bot.text import Token, is_cjk, normalize, tokens
+from bot.text import Token, normalize, tokens
+from bot.text import is_cjk as _is_cjk
 
 # Query parameters that only say where a click came from, never which page it is.
 TRACKING_PARAMS = (
@@ -158,11 +159,18 @@ REPORT_SCORE = 0.35  # weighted Jaccard of names, numbers and words: the same ev
 _MIN_TITLE_UNITS = 4  # shorter titles are too generic to call copies on their own
 _MIN_LEAD_SHINGLES = 6
 _LEAD_CHARS = 400
-_COMMON = 400  # a word in more members' postings than this gives no candidates (too common)
+_COMMON = 100  # a word in more members' postings than this gives no candidates (too common)
+_CANDIDATES = 24  # members scored for a report: those sharing the most weighty words
 _MEMBERS_COMPARED = 24  # a big story is compared through its latest members
 _PERMS = 64
+# (bands, rows) that datasketch's _optimal_param picks for 64 permutations at thresholds 0.5
+# (titles) and 0.4 (leads); given here because it computes them by numerical integration,
+# a tenth of a second per index
+_TITLE_BANDS = (14, 4)
+_LEAD_BANDS = (16, 4)
 _TEMPLATE = MinHash(num_perm=_PERMS, seed=7)
 _NEWS_HOSTS = ("news.google.com", "www.bing.com", "bing.com")
+is_cjk = functools.lru_cache(maxsize=1 << 16)(_is_cjk)  # asked of every token's first char
 
 # Words that say nothing about which event it is (the commonest of each language).
 _STOP = frozenset("""
@@ -249,25 +257,35 @@ def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> S
     url = canonical_url(target) if target != item.link else (item.url or canonical_url(item.link))
     lead = "" if searched else (item.summary or item.content)[:_LEAD_CHARS]  # search feeds
     # carry other outlets' headlines in the description, not this article's lead
-    terms = {w for t in (match.terms if match else ()) for w in _units(t)}
-    title_units = _units(title)
+    terms = frozenset(w for t in (match.terms if match else ()) for w in _term_units(t))
+    title_toks, lead_toks = tokens(title), tokens(lead)
+    title_units = _units(title_toks)
+    in_title = _features(title, title_toks, 1.5, terms)
+    features = dict(_features(lead, lead_toks, 1.0, terms))
+    for f, w in in_title.items():
+        features[f] = max(w, features.get(f, 0.0))
     return Signature(
         key=key, topic=match.topic if match else "", url=url, link=target, outlet=outlet,
         title=title,
         lang=(item.lang or "").split("-")[0].lower(), when=item.published or when,
         title_units=frozenset(_title_shingles(title_units)),
-        lead_shingles=frozenset(_ngrams(_units(lead), 3)),
-        features=_features(title, lead, terms), title_features=_features(title, "", terms),
+        lead_shingles=frozenset(_ngrams(_units(lead_toks), 3)),
+        features=features, title_features=in_title,
         numbers=frozenset(m.group() for u in title_units if (m := _NUMBER.match(u))))
 
 
 _NUMBER = re.compile(r"\d+")  # "19th", "20-й", "2026": the number they name
 
 
-def _units(text: str) -> list[str]:
+def _units(toks: Sequence[Token]) -> list[str]:
     """Folded words, stemmed to six letters (inflected Russian, German), CJK characters alone."""
-    return [t.norm if (t.norm.isdigit() or is_cjk(t.norm[0])) else t.norm[:6]
-            for t in tokens(text)]
+    return [t.norm if (t.norm.isdigit() or is_cjk(t.norm[0])) else t.norm[:6] for t in toks]
+
+
+@functools.lru_cache(maxsize=4096)
+def _term_units(term: str) -> tuple[str, ...]:
+    """The units of a matched term (a topic's terms repeat on every item)."""
+    return tuple(_units(tokens(term)))
 
 
 def _title_shingles(units: list[str]) -> list[str]:
@@ -281,25 +299,27 @@ def _ngrams(units: list[str], n: int) -> list[str]:
     return [" ".join(units[i:i + n]) for i in range(len(units) - n + 1)]
 
 
-def _features(title: str, lead: str, terms: set[str]) -> dict[str, float]:
-    """Weighted features: numbers and names weigh most, the topic's matched terms least."""
+def _features(text: str, toks: Sequence[Token], base: float,
+              terms: frozenset[str]) -> dict[str, float]:
+    """Weighted features of one text: numbers and names weigh most, the topic's matched
+    terms least; `base` weighs a title above a lead."""
     out: dict[str, float] = {}
-    for text, base in ((title, 1.5), (lead, 1.0)):
-        names = _name_spans(text)
-        toks = tokens(text)
-        cjk = [t.norm for t in toks if is_cjk(t.norm[0])]
-        for pair in _ngrams(cjk, 2):
-            out[pair] = max(out.get(pair, 0.0), base)
-        for t in toks:
-            norm = t.norm
-            short = len(norm) < 3 and not norm.isdigit() and not _acronym(text, t)
-            if is_cjk(norm[0]) or norm in _STOP or short:
-                continue
-            unit = norm if norm.isdigit() else norm[:6]
-            weight = base * (2.0 if norm.isdigit() else 1.5 if t.start in names else 1.0)
-            if unit in terms:
-                weight = 0.3  # every story of the topic has them
-            out[unit] = max(out.get(unit, 0.0), weight)
+    names = _name_spans(text, toks)
+    cjk = [t.norm for t in toks if is_cjk(t.norm[0])]
+    for pair in _ngrams(cjk, 2):
+        out[pair] = base
+    for t in toks:
+        norm = t.norm
+        if norm in _STOP or is_cjk(norm[0]):
+            continue
+        digit = norm.isdigit()
+        if len(norm) < 3 and not digit and not _acronym(text, t):
+            continue
+        unit = norm if digit else norm[:6]
+        weight = 0.3 if unit in terms else (  # every story of the topic has them
+            base * (2.0 if digit else 1.5 if t.start in names else 1.0))
+        if weight > out.get(unit, 0.0):
+            out[unit] = weight
     return out
 
 
@@ -308,9 +328,8 @@ def _acronym(text: str, token: Token) -> bool:
     return text[token.start:token.end].isupper()
 
 
-def _name_spans(text: str) -> set[int]:
+def _name_spans(text: str, toks: Sequence[Token]) -> set[int]:
     """Starts of capitalised words not opening a sentence (names, places); none in Title Case."""
-    toks = tokens(text)
     caps = [t for t in toks if text[t.start].isupper()]
     if len(toks) >= 4 and len(caps) > 0.6 * len(toks):
         return set()  # a Title Case headline says nothing about names
@@ -355,8 +374,8 @@ class _TopicIndex:
     def __init__(self) -> None:
         self.members: dict[str, _Member] = {}
         self.by_url: dict[str, str] = {}  # url -> member key
-        self.titles = MinHashLSH(threshold=0.5, num_perm=_PERMS)
-        self.leads = MinHashLSH(threshold=0.4, num_perm=_PERMS)
+        self.titles = MinHashLSH(num_perm=_PERMS, params=_TITLE_BANDS)
+        self.leads = MinHashLSH(num_perm=_PERMS, params=_LEAD_BANDS)
         self.postings: dict[str, set[str]] = {}
         self.stories: dict[str, list[str]] = {}  # story -> member keys, oldest first
         self.last: dict[str, datetime] = {}  # story -> time of its latest member
@@ -430,9 +449,9 @@ class _TopicIndex:
             if posting and len(posting) <= _COMMON:
                 shared.update(posting)
         best: Decision | None = None
-        for key, n in shared.items():
+        for key, n in shared.most_common(_CANDIDATES):
             if n < 2:
-                continue
+                break
             other = self.members[key].sig
             if not _may_report(sig, other, self.last.get(self.members[key].story)):
                 continue
@@ -499,7 +518,9 @@ class StoryIndex:
     def add(self, story: str, sig: Signature) -> None:
         """Record that sig belongs to story (no-op when its key is already there)."""
         with self._lock:
-            index = self._topics.setdefault(sig.topic, _TopicIndex())
+            index = self._topics.get(sig.topic)
+            if index is None:
+                index = self._topics[sig.topic] = _TopicIndex()
             if sig.key not in index.members:
                 index.add(story, sig)
 
