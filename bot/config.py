@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     surge_factor: float = Field(default=3.0, ge=1)  # a surge: this many times the usual rate…
     surge_min_stories: int = Field(default=5, ge=1)  # …and at least this many new stories
     surge_cooldown_hours: float = Field(default=12.0, ge=0)
+    # how long a delivery holds the alerts it leased before another process may take them
+    lease_seconds: float = Field(default=120.0, ge=1)
+
+    # watching the watch (bot/watch.py): admins are told once, and once when it ends, when…
+    watch_failing_hours: float = Field(default=6.0, ge=0)  # …a feed has failed this long
+    watch_silence_hours: float = Field(default=24.0, ge=0)  # …a feed brought nothing for
+    watch_silence_factor: float = Field(default=5.0, ge=1)  # max(that, this × its usual gap)
+    watch_topic_min_stories: int = Field(default=5, ge=1)  # …a topic with this many stories
+    watch_topic_quiet_hours: float = Field(default=72.0, ge=0)  # in 14 days had none this long
+    # (0 hours turns a check off)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
