@@ -14,7 +14,8 @@ marked with `N_(...)` where it is written, so that extraction finds it.
 After changing messages, update the catalogs (tests/test_i18n.py fails until then):
 
     pybabel extract --no-default-keywords -k t -k n:1,2 -k N_ --no-location --sort-output \
-        -o /tmp/veille.pot bot/telegram/commands.py bot/telegram/admin.py bot/telegram/render.py
+        -o /tmp/veille.pot bot/telegram/commands.py bot/telegram/admin.py bot/telegram/render.py \
+        bot/watch.py
     pybabel update -D veille -i /tmp/veille.pot -d bot/locales -w 100 --no-fuzzy-matching \
         --ignore-obsolete
     # then translate the new entries of bot/locales/fr/LC_MESSAGES/veille.po

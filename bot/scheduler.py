@@ -22,6 +22,7 @@ from .errors import StoreError, WatchlistError
 from .model import FeedSpec
 from .pipeline import PollOutcome
 from .watchlist import fingerprint, load_watchlist
+from .watcher import EVERY as WATCH_EVERY, Watcher
 
 log = logging.getLogger("veille.scheduler")
 
@@ -88,6 +89,8 @@ class Runner:
             self._every(DIGEST_EVERY, "digests", self._digests)
             self._every(REFRESH_EVERY, "stories", self._refresh_stories)
         self._every(RELOAD_EVERY, "reload", self._reload)
+        self.watcher = Watcher.for_app(self.app)  # failing, silent feeds; quiet topics
+        self._every(WATCH_EVERY, "watch", self.watcher.check)
         self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
         log.info("started", extra={"fields": {"feeds": len(self.app.feeds()),
                                               "topics": len(self.app.watchlist.topics)}})

@@ -20,7 +20,8 @@ from tests.conftest import REPO
 
 UTC = timezone.utc
 KEYWORDS = {"t": None, "n": (1, 2), "N_": None}  # as bot/i18n.py's docstring extracts them
-SOURCES = ("bot/telegram/commands.py", "bot/telegram/admin.py", "bot/telegram/render.py")
+SOURCES = ("bot/telegram/commands.py", "bot/telegram/admin.py", "bot/telegram/render.py",
+           "bot/watch.py")
 
 
 @pytest.mark.parametrize("explicit, telegram, expected", [

@@ -269,3 +269,28 @@ surges = sa.Table(
 # One alert per (destination, topic, story): the outbox's own guard against a story alerted twice.
 sa.Index("uq_alerts_destination_topic_story_id", alerts.c.destination, alerts.c.topic,
          alerts.c.story_id, unique=True)
+
+# ---------------------------------------------------------------- watching the watch (0004)
+
+WATCH_KINDS = ("feed_failing", "feed_silent", "topic_quiet")
+
+# One row per condition told to the operators (bot/watch.py), from the moment it is found
+# until its end has been told: the primary key is the guard that makes two instances (or a
+# restart) tell it once. A notice is sent by whoever leases the row (lease_until).
+watch_conditions = sa.Table(
+    "watch_conditions",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),  # "<kind>:<feed URL or topic id>"
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("usual_seconds", sa.Float),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("raised_at", UTCDateTime, nullable=False),
+    sa.Column("told_at", UTCDateTime),  # the notice that it began was sent
+    sa.Column("cleared_at", UTCDateTime),  # it ended: the notice of its end is due
+    sa.Column("lease_until", UTCDateTime),  # a notice is being sent by one instance until then
+    sa.CheckConstraint("kind IN ('feed_failing', 'feed_silent', 'topic_quiet')", name="kind"),
+)

@@ -32,6 +32,7 @@ from ..stories import StoryIndex, title_fingerprint
 from .deliveries import DeliveryStore
 from .subscribers import SubscriberStore
 from .stories import StoryStore
+from .watch import WatchStore
 from .schema import UTCDateTime, alerts, deliveries, feeds, items, matches
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
@@ -146,7 +147,7 @@ class PruneResult:
 # ---------------------------------------------------------------- the store
 
 
-class Store(DeliveryStore, SubscriberStore, StoryStore):
+class Store(DeliveryStore, SubscriberStore, StoryStore, WatchStore):
     """veille's state; build it with Store.open(url)."""
 
     def __init__(self, engine: sa.Engine, *, serialize: bool = False) -> None:
