@@ -383,3 +383,33 @@ async def test_admins_are_told_in_their_chat_in_their_language_and_a_failed_send
     texts = [m.text for m in fake_bot.messages(ADMIN)]
     assert len(texts) == 2 and texts[1].startswith("✅ Flux de nouveau actif : Energy Wire\n")
     assert "Un nouvel article est arrivé après" in texts[1]
+
+
+async def test_a_real_app_polling_a_failing_source_tells_it_with_its_settings(
+        tmp_path, told: Told) -> None:
+    from dataclasses import replace
+
+    from bot.scheduler import cycle
+    from tests.feedserver import FeedServer
+    from tests.pipeline_helpers import make_env, rss, write_watchlist
+
+    with FeedServer() as server:
+        server.set_feed("/ok.xml", rss([{"guid": "a1", "title": "Grid tariffs rise again",
+                                         "link": "https://news.example/a1"}]))
+        server.set_status("/down.xml", 503)
+        watchlists = write_watchlist(tmp_path / "watchlists", [
+            ("Steady Source", server.url("/ok.xml")), ("Down Source", server.url("/down.xml"))])
+        env = make_env(tmp_path, watchlists, watch_failing_hours=1.5, admins=(ADMIN,))
+        app = env.app()
+        try:
+            await cycle(app)
+            w = Watcher.for_app(app)  # no token: the log, whatever VEILLE_ADMINS says
+            start = app.clock()
+            w = replace(w, clock=Clock(start))
+            await w.check()
+            w.clock.now = start + 1.5 * H
+            await w.check()
+            await w.check()
+        finally:
+            await app.aclose()
+    assert told.lines == [(FEED_FAILING, "begun", "Down Source")]
