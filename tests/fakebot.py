@@ -68,6 +68,7 @@ import math
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -1520,6 +1521,11 @@ class _Server(http.server.ThreadingHTTPServer):
     request_queue_size = 256
     api: FakeBotAPI
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up (a killed `veille run`) is normal here; anything else is not."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as PTB's httpx pool expects
@@ -1544,6 +1550,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client died mid-request: nothing to carry out
+            self.close_connection = True
+            return
         status, payload = self.server.api.handle(
             self.command, self.path, self.headers.get("Content-Type", ""), body
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -849,3 +850,14 @@ async def test_a_ptb_application_polls_answers_commands_and_buttons(fake) -> Non
     assert fake.messages(USER)[0].text == "Abonné à ports"
     assert [a["text"] for a in fake.callback_answers] == ["Abonné"]
     assert fake.calls_to("deleteWebhook") and fake.pending_updates == []
+
+
+def test_a_request_cut_short_by_a_dying_client_is_not_carried_out(fake) -> None:
+    body = b"chat_id=42&text=" + b"x" * 50
+    with socket.create_connection(("127.0.0.1", fake.port)) as conn:
+        conn.sendall(b"POST /bot" + fake.token.encode() + b"/sendMessage HTTP/1.1\r\n"
+                     b"Host: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: " + str(len(body) + 20).encode() + b"\r\n\r\n" + body)
+        conn.shutdown(socket.SHUT_WR)  # the process is killed before the last 20 bytes
+        assert conn.recv(100) == b""  # no answer: the fake hung up
+    assert fake.calls == [] and fake.sent_count() == 0
