@@ -249,6 +249,7 @@ def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: Consol
                 time.sleep(0.0001)
         return mode
     if mode == "send":  # a random moment after this process's first alert reached the sink
+        deadline += 4 * MOMENT  # alerts come with the polls that find fresh items
         while not any(d.life == life.number for d in sink.deliveries):
             if time.monotonic() > deadline:
                 return "random"
