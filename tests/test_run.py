@@ -154,8 +154,8 @@ WIRE = {"guid": "wire-8812", "link": f"https://{ARTICLE}?utm_source=rss&utm_medi
         "title": "Gazprom and CNPC agree on a price formula for Power of Siberia 2",
         "desc": "The deal unblocks the pipeline's financing, officials said."}
 MOBILE = {"guid": "m-1", "link": f"https://{ARTICLE}?fbclid=IwAR0x&utm_campaign=app",
-          "title": "Price formula agreed for Power of Siberia 2",
-          "desc": "Read the full report in the app."}
+          "title": "Force de Sibérie 2 : Gazprom et CNPC s'entendent sur le prix",
+          "desc": "Un agrégateur francophone renvoie à la dépêche."}  # only the link is shared
 PARTNER = {"guid": "partner:pos2-price", "link": f"http://{ARTICLE}",
            "title": "Power of Siberia 2: price formula agreed, financing next",
            "desc": "Partner edition of the wire report."}
