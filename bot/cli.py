@@ -329,6 +329,9 @@ def _print_scores(run: _TestRun, min_p: float, min_r: float) -> bool:
         for row in rows:
             why = (f"branch {', '.join(map(str, row['branches']))}: "
                    f"{', '.join(row['terms'])}") if row["branches"] else "no branch matched"
+            for near in row["nearly"][:2]:  # the closest misses say what to add
+                lacks = " and ".join(near["missing"] + near["excluded_by"])
+                why += f"; branch {near['branch']} lacked {lacks}"
             out.print(Text(f"  {row['kind']} {row['title']}  [{why}]"))
     if not run.as_json:
         out.print(Text(f"{len(run.labelled)} labelled items", style="bold"))
@@ -340,9 +343,12 @@ def _miss_row(run: _TestRun, topic, kind: str, key: str) -> dict:
     item, matches = run.found[key]
     title, body = item.text_fields()
     terms = next((list(m.terms) for m in matches if m.topic == topic.id), [])
-    fired = run.explainer(topic).fired(title, body, item.lang) if kind == "FP" else []
+    branches = run.explainer(topic).branches(title, body, item.lang)
+    fired = [b.index for b in branches if b.matched]
+    near = [{"branch": b.index, "missing": list(b.missing), "excluded_by": list(b.excluded_by)}
+            for b in branches if b.near_miss] if kind == "FN" else []
     return {"kind": kind, "title": item.title, "link": item.link, "terms": terms,
-            "branches": fired}
+            "branches": fired, "nearly": near}
 
 
 def _note_text(note: dict) -> str:

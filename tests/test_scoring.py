@@ -85,9 +85,10 @@ def test_scores_as_json_and_thresholds_set_the_exit_code(small) -> None:
     [row] = [json.loads(line) for line in ok.output.splitlines()]
     assert {k: row[k] for k in ("topic", "precision", "recall", "tp", "fp", "fn")} == {
         "topic": "gas", "precision": 0.75, "recall": 0.75, "tp": 3, "fp": 1, "fn": 1}
-    assert [(m["kind"], m["title"], m["terms"], m["branches"]) for m in row["misses"]] == [
-        ("FP", "Trade pipeline with China grows", ["pipeline", "China"], [1]),
-        ("FN", "Pipeline news", [], [])]
+    assert [(m["kind"], m["title"], m["terms"], m["branches"], m["nearly"])
+            for m in row["misses"]] == [
+        ("FP", "Trade pipeline with China grows", ["pipeline", "China"], [1], []),
+        ("FN", "Pipeline news", [], [], [])]
     low = runner.invoke(app, ["test", "-w", str(wl), "--labels", str(data),
                               "--min-recall", "0.76"])
     assert low.exit_code == 1
@@ -206,3 +207,21 @@ def test_an_unknown_topic_is_an_error(small) -> None:
     result = runner.invoke(app, ["test", "-w", str(wl), str(data), "--topic", "nosuch"])
     assert result.exit_code == 2
     assert "unknown topic 'nosuch'; known: gas, talks" in result.output
+
+
+def test_a_false_negative_says_what_its_closest_branch_lacked(tmp_path: Path) -> None:
+    topics = ("topics:\n  - id: t\n    title: T\n"
+              "    query: '(pipeline SENT China) OR (Gazprom AND CNPC AND Mongolia)'\n")
+    wl = write_watchlist(tmp_path / "wl", [("A", "https://a.example/rss")], topics=topics)
+    data = tmp_path / "l.jsonl"
+    data.write_text('{"title": "Gazprom and CNPC meet again", "topics": ["t"]}\n',
+                    encoding="utf-8")
+    result = runner.invoke(app, ["test", "-w", str(wl), "--labels", str(data), "--json"])
+    [row] = [json.loads(line) for line in result.output.splitlines()]
+    assert row["misses"] == [{"kind": "FN", "title": "Gazprom and CNPC meet again", "link": "",
+                              "terms": [], "branches": [],
+                              "nearly": [{"branch": 2, "missing": ["Mongolia"],
+                                          "excluded_by": []}]}]
+    text = runner.invoke(app, ["test", "-w", str(wl), "--labels", str(data)])
+    assert "  FN Gazprom and CNPC meet again  [no branch matched; branch 2 lacked Mongolia]" \
+        in text.output.splitlines()
