@@ -3,10 +3,11 @@
 simplemma ships, per language, a dictionary from every inflected form to its lemma (and
 keeps its data in the package, so nothing is downloaded). A `~word` term needs the other
 direction: every form whose lemma is the word. It is found by one pass over the
-dictionaries of the word's script (Cyrillic: ru, uk; Latin: de, fr, es, cs, en), done when
-the watchlist is compiled, never while matching; `prepare` batches the words of a whole
-watchlist into one pass per language (about 3 s for all seven), and the results are kept
-for the process. The matcher then holds only the folded forms (see match.py).
+dictionaries of the word's script (Cyrillic: ru, uk; Latin: de, fr, es, cs, en), or only
+of the languages its letters point to (ы → ru, ї → uk, ř → cs, ß → de, ñ → es, ç → fr),
+done when the watchlist is compiled, never while matching; `prepare` batches the words of
+a whole watchlist into one pass per language (about 3 s for all seven), and the results
+are kept for the process. The matcher then holds only the folded forms (see match.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from typing import Iterable
 from .text import words
 
 LANGUAGES = {"cyrillic": ("ru", "uk"), "latin": ("de", "fr", "es", "cs", "en")}
+# letters only one of the script's languages writes: a word with one is looked up there alone
+_TELLTALE = {"ы": "ru", "э": "ru", "ъ": "ru", "ё": "ru", "і": "uk", "ї": "uk", "є": "uk",
+             "ґ": "uk", "ě": "cs", "ř": "cs", "ů": "cs", "ť": "cs", "ď": "cs", "ň": "cs",
+             "ý": "cs", "č": "cs", "š": "cs", "ž": "cs",
+             "ä": "de", "ö": "de", "ß": "de", "ñ": "es", "ç": "fr", "è": "fr", "ê": "fr",
+             "â": "fr", "î": "fr", "ô": "fr", "û": "fr", "œ": "fr", "ë": "fr"}
 _FORMS: dict[str, "Lookup"] = {}  # word as written -> what the dictionaries say of it
 _LOCK = threading.Lock()
 _LEMMA_WORD = re.compile(r"~\*?([^\s\"()“”«»„‘’]+)")
@@ -54,10 +61,19 @@ def prepare(found: Iterable[str]) -> None:
         todo = {w for w in found if w not in _FORMS and script(w)}
         if not todo:
             return
-        for kind, langs in LANGUAGES.items():
-            group = {w for w in todo if script(w) == kind}
-            if group:
-                _scan(group, langs)
+        for lang in {lang for w in todo for lang in languages(w)}:
+            _scan({w for w in todo if lang in languages(w)}, lang)
+        for w in todo:
+            _FORMS.setdefault(w, Lookup())
+
+
+def languages(word: str) -> tuple[str, ...]:
+    """The dictionaries a word is looked up in: its script's, or the one its letters name."""
+    kind = script(word)
+    if kind is None:
+        return ()
+    told = {_TELLTALE[c] for c in word.lower() if c in _TELLTALE}
+    return tuple(told) if len(told) == 1 else LANGUAGES[kind]
 
 
 def lookup(word: str) -> Lookup:
@@ -67,28 +83,24 @@ def lookup(word: str) -> Lookup:
     return _FORMS.get(word) or Lookup()
 
 
-def _scan(group: set[str], langs: tuple[str, ...]) -> None:
-    """One pass over each dictionary, collecting the forms of every word of the group."""
+def _scan(group: set[str], lang: str) -> None:
+    """One pass over one dictionary, collecting the forms of every word of the group."""
     from simplemma.strategies.dictionaries import dictionary_factory, frontcode
 
     # dictionary keys keep their case (German nouns are capitalised): try the usual ones
     spellings = {s.encode(): w for w in group for s in (w, w.lower(), w.capitalize())}
-    found = {w: Lookup() for w in group}
-    for lang in langs:
-        data = dictionary_factory._read_decompressed(lang)
-        reverse, _, pos = frontcode._read_header(data)
-        for _, key, value in frontcode._iter_records(data, pos):
-            owner = spellings.get(value)
-            hit_key = spellings.get(key)
-            if owner is None and hit_key is None:
-                continue
-            k = (key[::-1] if reverse else key).decode("utf-8", "replace")
-            v = value.decode("utf-8", "replace")
-            if owner is not None:
-                found[owner].forms.update(w for w in [" ".join(words(k))] if " " not in w and w)
-            if hit_key is not None and value != key:
-                found[hit_key].lemma_of.add(v)
-    for w, entry in found.items():
-        if entry.forms:
-            entry.forms.update(words(w)[:1])
-        _FORMS[w] = entry
+    found = {w: _FORMS.setdefault(w, Lookup()) for w in group}
+    data = dictionary_factory._read_decompressed(lang)
+    reverse, _, pos = frontcode._read_header(data)
+    for _, key, value in frontcode._iter_records(data, pos):
+        owner = spellings.get(value)
+        hit_key = spellings.get(key)
+        if owner is None and hit_key is None:
+            continue
+        k = (key[::-1] if reverse else key).decode("utf-8", "replace")
+        v = value.decode("utf-8", "replace")
+        if owner is not None:
+            found[owner].forms.update(w for w in [" ".join(words(k))] if " " not in w and w)
+            found[owner].forms.update(words(owner)[:1])
+        if hit_key is not None and value != key:
+            found[hit_key].lemma_of.add(v)

@@ -105,3 +105,12 @@ def test_simplemma_still_has_the_front_code_reader() -> None:
     first = next(frontcode._iter_records(data, pos))
     assert count > 100_000 and isinstance(first[1], bytes) and isinstance(first[2], bytes)
     assert lemmas.lookup("sanction").forms >= {"sanction", "sanctions"}
+
+
+@pytest.mark.parametrize(("word", "langs"), [
+    ("новый", ("ru",)), ("зустріч", ("uk",)), ("второй", ("ru", "uk")),
+    ("nový", ("cs",)), ("Händler", ("de",)), ("niño", ("es",)), ("façade", ("fr",)),
+    ("sankce", ("de", "fr", "es", "cs", "en")), ("习近平", ()),
+])
+def test_a_word_is_looked_up_in_the_languages_its_letters_allow(word, langs) -> None:
+    assert lemmas.languages(word) == langs
