@@ -23,10 +23,10 @@ FALLBACK = summarize(ITEM, MATCH, None)
 KEY = "sk-test-0123456789abcdef"
 
 
-def completion(content: str | None, **extra: object) -> bytes:
+def completion(content: str | None, finish: str = "stop", **extra: object) -> bytes:
     message = {"role": "assistant", "content": content, **extra}
     return json.dumps({"id": "x", "object": "chat.completion", "choices": [
-        {"index": 0, "message": message, "finish_reason": "stop"}]}).encode()
+        {"index": 0, "message": message, "finish_reason": finish}]}).encode()
 
 
 GOOD = ("Gazprom et CNPC ont signé mardi le contrat de Force de Sibérie 2, pour 50 milliards "
@@ -54,6 +54,8 @@ async def test_a_good_answer_is_the_summary(feed_server, caplog) -> None:
 @pytest.mark.parametrize("name,body", [
     ("refusal", completion("Je suis désolé, je ne peux pas résumer ce texte.")),
     ("refusal-field", completion(None, refusal="I can't help with that.")),
+    ("filtered", completion(GOOD, finish="content_filter")),
+    ("refused-anyway", completion(GOOD, refusal="I can't help with that.")),
     ("garbage", b"<html>502 Bad Gateway</html>"),
     ("empty", completion("")),
     ("markup", completion("```json\n{\"summary\": \"Force de Sibérie 2\"}\n```")),

@@ -477,3 +477,15 @@ def test_veille_stories_lists_stories_with_their_outlets(tmp_path: Path,
     assert "+ Daily Courier (copy" in text.output
     bad = runner.invoke(app, ["stories", "--since", "soon"])
     assert bad.exit_code != 0 and "--since" in bad.output
+
+
+def test_reports_sharing_names_and_numbers_across_languages_stay_apart() -> None:
+    """Names and numbers alone would join them; the language keeps them apart (a choice)."""
+    en = it("x-en", "Xi Jinping and Vladimir Putin sign Power of Siberia 2 deal in Beijing",
+            "Xi Jinping and Vladimir Putin signed the 50 bcm Power of Siberia 2 contract in "
+            "Beijing on Tuesday.", lang="en")
+    fr = it("x-fr", "Xi Jinping et Vladimir Putin signent Power of Siberia 2 à Beijing",
+            "Xi Jinping et Vladimir Putin ont signé mardi à Beijing le contrat Power of "
+            "Siberia 2 de 50 bcm.", lang="fr", source="Le Quotidien", minutes=30)
+    got = _run([(en, ("Power of Siberia 2",), "en"), (fr, ("Power of Siberia 2",), "fr")])
+    assert got["x-en"] != got["x-fr"]

@@ -131,3 +131,20 @@ def test_terms_are_marked_as_whole_words_only() -> None:
 def test_sentences_glue_back_abbreviation_cuts() -> None:
     assert sentences("M. Poutine est arrivé. Il a parlé.", "fr") == [
         "M. Poutine est arrivé.", "Il a parlé."]
+
+
+@pytest.mark.parametrize("text", [
+    "By Anna Reed | Gazprom said the Power of Siberia 2 price formula was close to agreed.",
+    "MOSCOW (Reuters) - Gazprom said the Power of Siberia 2 price formula was close to agreed.",
+    "Par Anna Reed — Gazprom said the Power of Siberia 2 price formula was close to agreed.",
+])
+def test_bylines_and_datelines_before_the_news_are_dropped(text: str) -> None:
+    s = summarize(item("T", text, "en"), match("Power of Siberia 2"), TOPIC)
+    assert s.text == "Gazprom said the Power of Siberia 2 price formula was close to agreed."
+
+
+def test_an_overlong_sentence_is_cut_at_a_clause_when_it_can() -> None:
+    words = ("Power of Siberia 2 negotiators met in Beijing, " + "extraordinarily " * 15
+             + "long, " + "and then some more " * 20 + "until the end.")
+    s = summarize(item("T", words, "en"), match("Power of Siberia 2"), TOPIC)
+    assert s.text.endswith("extraordinarily long…") and len(s.text) <= CAP

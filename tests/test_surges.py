@@ -125,3 +125,19 @@ def test_a_topic_asking_for_a_higher_factor_gets_no_surge(store: Store) -> None:
                         settings=PollSettings(surge=RULE))
     asyncio.run(pipeline._surges({"pos2"}, NOW))
     assert store.last_surge_until("pos2") is None
+
+
+def test_the_store_records_one_surge_per_cool_down_whoever_asks(store: Store) -> None:
+    """Two instances may both see the surge: the store's own check keeps one."""
+    index = StoryIndex(window=timedelta(days=30))
+    _open_stories(store, index, hours_ago(1))
+    [top] = store.recent_stories(since=NOW - timedelta(hours=3))
+    first = store.record_surge("pos2", recent=5, baseline=0.2, top=[top], now=NOW,
+                               until=NOW + RULE.cooldown, destinations=("console",))
+    again = store.record_surge("pos2", recent=6, baseline=0.2, top=[top],
+                               now=NOW + timedelta(hours=1),
+                               until=NOW + timedelta(hours=13), destinations=("console",))
+    later = store.record_surge("pos2", recent=6, baseline=0.2, top=[top],
+                               now=NOW + RULE.cooldown, until=NOW + 2 * RULE.cooldown,
+                               destinations=("console",))
+    assert first is not None and again is None and later not in (None, first)
