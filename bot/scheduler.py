@@ -2,8 +2,8 @@
 
 Each feed is a one-shot job that reschedules itself at the time its poll computed (interval
 with jitter, or backoff / Retry-After after a failure); that time is also stored, so a
-restart resumes the same schedule. Housekeeping, watchlist reload and outbox delivery are
-interval jobs. Stopping waits for polls in flight, so their transactions finish.
+restart resumes the same schedule. Housekeeping, watchlist reload, outbox delivery and the
+watch (watcher.py) are interval jobs. Stopping waits for polls in flight, so their transactions finish.
 """
 
 from __future__ import annotations

@@ -34,11 +34,10 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """When a feed or topic last brought something, and what it brought within a window."""
+    """When a topic's latest story opened, and how many opened within the window."""
 
     latest: datetime | None
-    times: tuple[datetime, ...] = ()  # distinct times within the window (feeds: arrivals)
-    count: int = 0  # within the window (topics: stories)
+    count: int = 0
 
 
 class WatchStore:
