@@ -70,15 +70,31 @@ async def test_a_bad_answer_keeps_the_extractive_summary(feed_server, caplog, na
     assert KEY not in caplog.text
 
 
-async def test_an_http_error_or_a_timeout_keeps_the_extractive_summary(feed_server,
-                                                                        caplog) -> None:
-    caplog.set_level(logging.DEBUG)
-    feed_server.set_status("/down/v1/chat/completions", 503)
-    feed_server.set_stall("/slow/v1/chat/completions")
-    assert await ask(feed_server, "/down/v1") == FALLBACK
-    assert await ask(feed_server, "/slow/v1", timeout=0.3) == FALLBACK
-    why = [r.fields["fallback"] for r in caplog.records if r.name == "veille.llm"]
-    assert why == ["HTTP 503", "timed out"] and KEY not in caplog.text
+class _Kept(logging.Handler):
+    """The records of one logger, whatever logging setup another test left behind."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_an_http_error_or_a_timeout_keeps_the_extractive_summary(feed_server) -> None:
+    kept, logger = _Kept(), logging.getLogger("veille.llm")
+    logger.addHandler(kept)
+    level, logger.level = logger.level, logging.DEBUG
+    try:
+        feed_server.set_status("/down/v1/chat/completions", 503)
+        feed_server.set_stall("/slow/v1/chat/completions")
+        assert await ask(feed_server, "/down/v1") == FALLBACK
+        assert await ask(feed_server, "/slow/v1", timeout=0.3) == FALLBACK
+    finally:
+        logger.removeHandler(kept)
+        logger.setLevel(level)
+    assert [r.fields["fallback"] for r in kept.records] == ["HTTP 503", "timed out"]
+    assert all(KEY not in str(r.__dict__) for r in kept.records)
 
 
 def test_the_request_says_to_use_only_the_text_in_the_items_language() -> None:
