@@ -14,8 +14,9 @@ server's URLs + the shipped watchlists/russia-china.yaml) is written to a temp d
                        steady state of a busy news day
 
 Targets (shared/PERFORMANCE.md): cycle 1 >= 10x faster than the naive loop and <= 10 s wall;
-the all-304 cycle <= 3 s wall. Peak resident memory: the main process, and the main process
-plus its children (forkserver + parse workers), sampled while the cycles run.
+the all-304 cycle <= 3 s wall; peak resident memory of the main process plus its children
+(forkserver + parse workers), sampled while the cycles run, <= 250 MB. Each target is printed
+with "met" or "NOT met".
 
 The server runs in its own process by default (`--server process`), so that serving 1,000
 requests neither holds veille's GIL nor counts in its memory; `--server thread` runs it in
@@ -859,6 +860,9 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+MEMORY_TARGET_MB = 250  # shared/PERFORMANCE.md: 1,000 feeds and 30 days of state
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=1000)
@@ -1011,8 +1015,13 @@ def main() -> None:
         print(f"    cycle 1 <= 10 s wall:              {full_s:.2f} s  {verdict(ok2)}")
         print(f"    all-304 cycle <= 3 s wall:          {med_304:.2f} s  {verdict(ok3)}")
         total_mb = sampler.peak_total / mb
-        print(f"    (memory, for reference: <= 250 MB with 30 days of state; "
-              f"here main+children {total_mb:.0f} MB after one day's items)")
+        ok4 = total_mb <= MEMORY_TARGET_MB
+        # the target holds 30 days of state; these cycles hold one day's items, so a figure
+        # over it is a sure miss and a figure under it only a lower bound
+        print(f"    peak memory <= {MEMORY_TARGET_MB} MB (main + children): {total_mb:.0f} MB  "
+              f"{verdict(ok4)} (after one day's items, not 30 days of state)")
+        print(f"\n  verdicts: 10x {verdict(ok1) if n_naive else 'not measured'}; cycle 1 "
+              f"{verdict(ok2)}; all-304 {verdict(ok3)}; memory {verdict(ok4)}")
 
         if pyspy:
             print("\n  ---- py-spy profiles")

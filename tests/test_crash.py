@@ -44,7 +44,7 @@ FEEDS = 40
 LEASE = 4.0  # seconds: short, so that leases of killed processes expire within the test
 SINK_DELAY = 0.02  # seconds the slow sink takes per alert
 ITEM_EVERY = 1.0  # seconds between two fresh items somewhere in the world
-MOMENT = 3.0  # seconds a running process is given to reach the moment chosen to kill it
+MOMENT = 5.0  # seconds a running process is given to reach the moment chosen to kill it
 WAIT = 60.0  # upper bound for a process to do what is waited for; never a timing assertion
 UP = 300.0  # upper bound for a process to start polling (a loaded machine takes long)
 
@@ -230,6 +230,10 @@ def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: Consol
            and not any(d.life == life.number for d in sink.deliveries)):
         assert time.monotonic() < up and life.proc.poll() is None, err.read_text()
         time.sleep(0.02)
+    if life.number == 0:  # the first one runs until it delivers: state to crash into
+        while sum(d.life == 0 for d in sink.deliveries) < 10:
+            assert time.monotonic() < up and life.proc.poll() is None, err.read_text()
+            time.sleep(0.02)
     deadline = time.monotonic() + MOMENT
     if mode == "commit":  # right after the n-th database commit that follows a fetch
         commits = rng.randint(1, 3)
