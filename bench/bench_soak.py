@@ -164,7 +164,8 @@ def main() -> None:
     urls = [(f"Bench {LANGS[i % 6]} {i}", server.url(i), LANGS[i % 6]) for i in range(args.feeds)]
     wl = write_watchlist(tmp / "watchlists", urls)
     feeds_yaml = wl / "feeds.yaml"
-    feeds_yaml.write_text(feeds_yaml.read_text().replace("interval: 600", f"interval: {args.interval}"))
+    feeds_yaml.write_text(feeds_yaml.read_text().replace("interval: 600",
+                                                         f"interval: {args.interval}"))
     topics = [t.id for t in load_watchlist(wl).topics]
     db = f"sqlite:///{tmp}/state/veille.db"
 

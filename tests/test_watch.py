@@ -160,7 +160,8 @@ class Told(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         f = getattr(record, "fields", {})
-        self.lines.append((f["condition"], f["state"], f.get("feed") or f.get("topic")))
+        self.lines.append((f.get("condition"), f.get("state") or record.getMessage(),
+                           f.get("feed") or f.get("topic") or f.get("error")))
 
 
 @pytest.fixture
@@ -408,8 +409,11 @@ async def test_a_real_app_polling_a_failing_source_tells_it_with_its_settings(
             w = replace(w, clock=Clock(start))
             await w.check()
             w.clock.now = start + 1.5 * H
+            raised = (await w.check()).raised
             await w.check()
-            await w.check()
+            states = {f.name: (f.error_streak, f.last_success_at, f.last_error)
+                      for f in app.store.feeds_overview()}
         finally:
             await app.aclose()
+    assert [(c.kind, c.name) for c in raised] == [(FEED_FAILING, "Down Source")], states
     assert told.lines == [(FEED_FAILING, "begun", "Down Source")]
