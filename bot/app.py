@@ -234,7 +234,7 @@ class Telegram:
             await commands.set_commands(self.application.bot, context.admins)
         await self.application.start()
         await self.application.updater.start_polling(
-            allowed_updates=["message", "callback_query", "my_chat_member"])
+            allowed_updates=["message", "channel_post", "callback_query", "my_chat_member"])
         self.listening = True
 
     async def aclose(self) -> None:

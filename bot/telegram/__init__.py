@@ -6,5 +6,6 @@
     delivery.py  fan-out rows → per-chat queues → sendMessage / editMessageText
     policy.py    pure: instant, silent, or held for a digest (mode, quiet hours, pause)
     render.py    pure: Alert → Telegram HTML within Telegram's limits
-    commands.py  subscriber and admin commands, inline buttons
+    commands.py  subscriber commands, inline buttons, and the wiring of every handler
+    admin.py     the operators' commands (/status, /feeds, /reload, /stats)
 """
