@@ -100,6 +100,7 @@ class Pipeline:
         self.settings = settings or PollSettings()
         self.clock = clock
         self.matchers = MatcherFiles()  # the current matcher, handed to the parse workers
+        self._watched_from: datetime | None = None  # first successful poll (surges need history)
         # open stories of the last 72 h: rebuilt from the store by the first claim, then kept
         # up to date by each claim (stories.py, store/stories.py)
         self.stories = StoryIndex()
@@ -213,6 +214,16 @@ class Pipeline:
                         log.error("summary", extra={"fields": {"story": alert.story,
                                                                "error": str(exc)}})
 
+    async def _watching_since(self, now: datetime) -> datetime:
+        """When veille first polled a feed successfully (read once; it never moves later)."""
+        if self._watched_from is None:
+            firsts = [f.first_success_at for f in await self.store.run(self.store.feeds_overview)
+                      if f.first_success_at is not None]
+            if not firsts:
+                return now
+            self._watched_from = min(firsts)
+        return self._watched_from
+
     async def _surges(self, topics: set[str], now: datetime) -> None:
         """For each topic that just opened a story: queue one surge alert when its new
         stories surge (stories.detect_surge), unless one is cooling down. A failure is logged:
@@ -225,7 +236,8 @@ class Pipeline:
                                               since=now - rule.recent - rule.baseline)
                 cooling = await self.store.run(self.store.last_surge_until, topic_id)
                 surge = detect_surge(opened, now=now, rule=rule, cooling_until=cooling,
-                                     factor=topic.surge if topic else None)
+                                     factor=topic.surge if topic else None,
+                                     watching_since=await self._watching_since(now))
                 if surge is None:
                     continue
                 recent = await self.store.run(self.store.recent_stories, topic=topic_id,

@@ -271,7 +271,17 @@ def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> S
         title_units=frozenset(_title_shingles(title_units)),
         lead_shingles=frozenset(_ngrams(_units(lead_toks), 3)),
         features=features, title_features=in_title,
-        numbers=frozenset(m.group() for u in title_units if (m := _NUMBER.match(u))))
+        numbers=_title_numbers(title, title_toks, match))
+
+
+def _title_numbers(title: str, toks: Sequence[Token], match: Match | None) -> frozenset[str]:
+    """The numbers a title names, but those inside the topic's own matched phrase there
+    ("Power of Siberia 2"), which every story of the topic shares."""
+    low = title.casefold()
+    own = [(m.start(), m.end()) for h in (match.hits if match else ()) if h.field == "title"
+           and h.text for m in re.finditer(re.escape(h.text.casefold()), low)]
+    return frozenset(m.group() for t in toks if (m := _NUMBER.match(t.norm))
+                     and not any(s <= t.start and t.end <= e for s, e in own))
 
 
 _NUMBER = re.compile(r"\d+")  # "19th", "20-й", "2026": the number they name
@@ -473,9 +483,10 @@ def _may_report(sig: Signature, other: Signature, last: datetime | None) -> bool
 
 
 def _numbers_agree(sig: Signature, other: Signature) -> bool:
-    """False when both titles carry numbers and share none (the 19th and the 20th package:
-    two events, however alike the rest)."""
-    return not (sig.numbers and other.numbers and not sig.numbers & other.numbers)
+    """False when each title carries a number the other lacks (the 19th and the 20th
+    package; "Power of Siberia 2: round 3" and "...: round 4"): two events, however alike
+    the rest. A copy that only adds a number (a year, a count) may still join."""
+    return not (sig.numbers - other.numbers and other.numbers - sig.numbers)
 
 
 def _minhash(shingles: Iterable[str]) -> MinHash:
@@ -629,13 +640,17 @@ class Surge:
 
 def detect_surge(opened: Iterable[datetime], *, now: datetime, rule: SurgeRule,
                  factor: float | None = None,
-                 cooling_until: datetime | None = None) -> Surge | None:
+                 cooling_until: datetime | None = None,
+                 watching_since: datetime | None = None) -> Surge | None:
     """A Surge when the stories opened in the recent window reach `factor` (the topic's own,
-    else the rule's) times the baseline's rate, and at least min_stories; None otherwise or
-    while a previous surge cools down."""
+    else the rule's) times the baseline's rate, and at least min_stories; None otherwise, while
+    a previous surge cools down, or before veille has watched for a whole baseline
+    (watching_since: its first successful poll; a new install's backlog is no surge)."""
     if cooling_until is not None and cooling_until > now:
         return None
     start = now - rule.recent
+    if watching_since is not None and watching_since > start - rule.baseline:
+        return None
     times = list(opened)
     recent = sum(start < t <= now for t in times)
     before = sum(start - rule.baseline <= t <= start for t in times)

@@ -141,7 +141,7 @@ def test_run_reloads_watchlists_and_keeps_the_last_good_one(feed_server, tmp_pat
     finally:
         code = run.stop(signal.SIGTERM)
     assert code == 0
-    assert "topics.yaml:8:" in run.err and "missing term or ')'" in run.err  # located
+    assert "topics.yaml:8:" in run.err and "'(' is never closed" in run.err  # located
     assert story(99)["link"] in run.out
 
 

@@ -45,6 +45,17 @@ def test_detect_surge(opened, factor, cooling, expected) -> None:
                         cooling_until=cooling) == expected
 
 
+@pytest.mark.parametrize("days, expected", [
+    (1, None),  # a new install's first day: its backlog is no surge
+    (7, None),  # not yet a whole baseline before the recent window
+    (7.2, Surge(5, 0.0)),
+])
+def test_no_surge_before_a_whole_baseline_has_been_watched(days, expected) -> None:
+    burst = hours_ago(0.5, 1, 1.5, 2, 2.5)
+    assert detect_surge(burst, now=NOW, rule=RULE,
+                        watching_since=NOW - timedelta(days=days)) == expected
+
+
 def test_the_rule_comes_from_the_settings() -> None:
     from bot.config import Settings
 
@@ -97,7 +108,7 @@ def test_a_burst_of_stories_gives_one_surge_alert_per_destination_then_cools_dow
     import asyncio
 
     index = StoryIndex(window=timedelta(days=30))
-    _open_stories(store, index, hours_ago(30, 60, 90))
+    _open_stories(store, index, hours_ago(200, 30, 60, 90))  # watched for over a week
     _open_stories(store, index, hours_ago(2.5, 2, 1.5, 1, 0.5), first=10)
     topic = Topic("pos2", "Power of Siberia 2", "x", compiled=None, surge=None)
     pipeline = Pipeline(fetcher=None, store=store, watchlist=lambda: OneTopic(topic),
