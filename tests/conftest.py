@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from pathlib import Path
@@ -111,3 +112,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         report.outcome = "failed"
         report.longrepr = (f"CI is set and this test (marked {', '.join(needs)}) was skipped: "
                            f"{reason}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_veille_logger():
+    """Undo setup_logging() after a test that ran a command in-process (it stops propagation
+    and sets a level, which would hide the next tests' records from caplog)."""
+    logger = logging.getLogger("veille")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
