@@ -727,15 +727,12 @@ def alerts(
 
     Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
     """
-    try:
-        window = _duration(since)
-    except ValueError as exc:
-        _fail(f"--since: {exc}")
+    start = _since(since)
     settings = _settings()
     with _store(settings, create=False) as store:
         if topic:
             _check_topic(topic, settings, store)
-        rows = store.recent_alerts(since=datetime.now(timezone.utc) - window, topic=topic)
+        rows = store.recent_alerts(since=start, topic=topic)
         chats = store.deliveries_of([r.id for r in rows])
     for r in rows:
         if as_json:
@@ -770,6 +767,14 @@ def _delivery_json(d) -> dict:
     return {"chat": d.chat, "thread": d.thread or None, "kind": d.kind, "status": d.status,
             "attempts": d.attempts, "sent": _iso_or_none(d.sent_at), "message_id": d.message_id,
             "error": d.last_error}
+
+
+def _since(text: str) -> datetime:
+    """The start of a --since window ('30m', '24h', '7d') before now; exit 2 if unreadable."""
+    try:
+        return datetime.now(timezone.utc) - _duration(text)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
 
 
 def _check_topic(topic: str, settings, store) -> None:
@@ -977,13 +982,12 @@ def stories(
 
     Reads the database of VEILLE_DATABASE_URL (never creates one). Times are UTC.
     """
-    try:
-        window = _duration(since)
-    except ValueError as exc:
-        _fail(f"--since: {exc}")
+    start = _since(since)
     settings = _settings()
     with _store(settings, create=False) as store:
-        rows = store.recent_stories(since=datetime.now(timezone.utc) - window, topic=topic)
+        if topic:
+            _check_topic(topic, settings, store)
+        rows = store.recent_stories(since=start, topic=topic)
     for s in rows:
         if as_json:
             sys.stdout.write(json.dumps({
