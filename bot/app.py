@@ -210,7 +210,7 @@ class Telegram:
             destinations=lambda: {t.id: t.destinations for t in app.watchlist.topics
                                   if t.destinations},
             clock=app.clock, translator=_translator(),
-            lease=timedelta(seconds=app.settings.lease_seconds))
+            lease=timedelta(seconds=app.settings.lease_seconds), metrics=app.metrics)
 
     async def start(self, *, listen: bool, context: Any = None) -> None:
         """Connect (getMe); with listen, also take commands (long polling getUpdates).

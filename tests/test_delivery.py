@@ -365,3 +365,23 @@ async def test_a_sent_alert_is_edited_when_other_outlets_join_its_story_paced_an
     assert await worker.refresh_stories() == 0
     assert len(fake_bot.calls_to("editMessageText", 1501)) == 2
     await app.bot.shutdown()
+
+
+async def test_sends_errors_and_429s_are_counted_in_the_metrics(store, fake_bot):
+    from bot.metrics import Metrics
+
+    clock = Clock()
+    subscribe(store, fake_bot, 1601, ("pos2",), clock)
+    claim(store, 2, clock, topics=("pos2",))
+    fake_bot.fail("sendMessage", chat_id=1601, error="retry_after", retry_after=1)
+    worker, app = make_worker(store, fake_bot, clock)
+    worker.metrics = metrics = Metrics()
+    await app.bot.initialize()
+    await worker.drain()
+    await worker.wait_idle()
+    clock.now += timedelta(seconds=2)
+    await worker.drain_all()
+    await app.bot.shutdown()
+    assert metrics.tg_sent.labels("private")._value.get() == 2
+    assert metrics.tg_errors.labels("flood")._value.get() == 1
+    assert metrics.tg_429._value.get() == 1

@@ -49,6 +49,13 @@ EDIT_WINDOW = timedelta(hours=48)  # sent messages older than this are no longer
 EDIT_EVERY = timedelta(minutes=3)  # at most one "also: …" edit per message this often
 
 
+def _chat_kind(row: Delivery) -> str:
+    """private, group, supergroup or channel: the subscriber's, else guessed from the id."""
+    if row.subscriber is not None:
+        return row.subscriber.kind
+    return "channel" if row.chat.startswith("@") else "group"
+
+
 def _markup(rendered: Rendered) -> InlineKeyboardMarkup | None:
     """The inline keyboard of a rendered message, as PTB takes it."""
     if not rendered.buttons:
@@ -91,6 +98,7 @@ class DeliveryWorker:
     translator: Callable[[str], Callable[[str], str]] = lambda _lang: (lambda s: s)
     rng: random.Random = field(default_factory=random.Random)
     lease: timedelta = LEASE  # how long leased rows are ours before another worker may take them
+    metrics: Any = None  # bot.metrics.Metrics (telegram_sent, telegram_error, ...), optional
     _chats: dict[str, asyncio.Task] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _stopping: bool = field(default=False, init=False)
@@ -224,6 +232,8 @@ class DeliveryWorker:
             return await self._failed(row, ids, rendered, classify(exc))
         await self.store.run(self.store.delivery_sent, ids, now=self.clock(),
                              message_id=message.message_id, silent=rendered.silent)
+        if self.metrics is not None:
+            self.metrics.telegram_sent(_chat_kind(row))
         log.info("sent", extra={"fields": {"chat": row.chat, "alert": row.alert.id,
                                            "topic": row.alert.topic, "rows": len(ids)}})
         return Sent(message.message_id)
@@ -243,6 +253,10 @@ class DeliveryWorker:
         fields = {"chat": row.chat, "alert": row.alert.id, "kind": failure.kind,
                   "error": failure.reason}
         log.warning("send-failed", extra={"fields": fields})
+        if self.metrics is not None:
+            self.metrics.telegram_error(failure.kind)
+            if failure.kind == "flood":
+                self.metrics.telegram_rate_limited(failure.retry_after)
         if failure.kind == "flood":
             self.pacer.flood_wait(row.chat_id, failure.retry_after)
             at = now + timedelta(seconds=failure.retry_after)
