@@ -386,8 +386,11 @@ def _read_items(source: str, skipped: list[str],
                    summary=text.strip(), source="text"), set()
         return
     else:
-        path = Path(source.removeprefix("file://"))
-        body, headers, url = path.read_bytes(), {}, path.resolve().as_uri()
+        from .fetch import read_local
+
+        path = Path(source.removeprefix("file://"))  # the same cap as fetched feeds
+        body = read_local(path, _settings().max_body_bytes)
+        headers, url = {}, path.resolve().as_uri()
     for item in parse_feed(body, url=url, headers=headers).items:
         yield item, set()
 

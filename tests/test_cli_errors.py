@@ -388,3 +388,16 @@ def test_validate_counts_in_words(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
         f"ok: {tmp_path / 'wl'}: 1 feed, 1 topic, 2 alias groups, 0 news-search feeds")
+
+
+def test_veille_test_refuses_a_local_file_over_the_body_cap_before_reading_it(
+        tmp_path: Path) -> None:
+    from tests.pipeline_helpers import write_watchlist
+
+    write_watchlist(tmp_path / "wl", [("News", "https://news.example/rss")])
+    big = tmp_path / "huge.xml"
+    big.write_bytes(b"<rss>" + b"x" * 5000 + b"</rss>")
+    done = veille(tmp_path, "test", str(big), VEILLE_MAX_BODY_BYTES="1024")
+    assert done.returncode != 0
+    assert "huge.xml" in done.stderr and "1024" in done.stderr.replace(",", "")
+    assert "Traceback" not in done.stderr
