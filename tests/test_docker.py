@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require_or_skip
 from tests.feedserver import FeedServer
 from tests.pipeline_helpers import rss, write_watchlist
 from tests.test_run import story, wait_until
@@ -65,8 +65,9 @@ def healthcheck_command() -> list[str]:
 # ---------------------------------------------------------------- Dockerfile
 
 
-@pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install '.[test]')")
 def test_hadolint_passes_and_would_catch_a_regression(tmp_path: Path) -> None:
+    if HADOLINT is None:
+        require_or_skip("hadolint not installed (pip install '.[test]')")
     done = subprocess.run([HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stdout + done.stderr

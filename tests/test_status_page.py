@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.scheduler import cycle
 from bot.status import bar_chart, daily_counts, public_url, render_page, build_page
 from bot.store import AlertRow
+from tests.conftest import require_or_skip
 from tests.feedserver import FeedServer
 from tests.pipeline_helpers import EN_ITEMS, RU_ITEMS, RecordingSink, rss, write_watchlist
 from tests.test_web import free_port, get
@@ -135,8 +136,9 @@ async def chromium(*args: str) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 async def test_status_page_in_headless_chromium(live: App, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        require_or_skip("chromium not installed (apt-get install chromium; .ci/run does)")
     from PIL import Image
 
     url = f"http://127.0.0.1:{live.settings.http_port}/"

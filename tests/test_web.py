@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import App
 from bot.config import Settings
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, require_or_skip
 from tests.feedserver import FeedServer
 from tests.pipeline_helpers import RecordingSink, rss, write_watchlist
 from tests.test_run import Veille, env_for, story, wait_until
@@ -124,7 +124,7 @@ def pg_db() -> str:
             conn.exec_driver_sql(f"CREATE DATABASE {name}")
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
+        require_or_skip(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
     yield name
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -300,9 +300,7 @@ class DeliveryStore:
         query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
             deliveries.c.status == "pending")
         with self._tx("reading the next delivery", write=False) as conn:
-            value = conn.scalar(query)
-        return deliveries.c.next_attempt_at.type.process_result_value(value, conn.dialect) \
-            if isinstance(value, (str, datetime)) else value
+            return conn.scalar(query)  # min() keeps the column's type: read back tz-aware
 
     # ------------------------------------------------------------ operators
 

@@ -21,9 +21,6 @@ import sqlalchemy as sa
 from ..watch import Changes, Condition
 from .schema import feeds, items, stories, watch_conditions as wc
 
-_CHUNK = 500  # values per IN (...) list
-
-
 @dataclass(frozen=True, slots=True)
 class Notice:
     """A leased notice to send: that `condition` began, or (cleared) that it ended."""
@@ -59,13 +56,14 @@ class WatchStore:
 
     def latest_arrivals(self, urls: Collection[str]) -> dict[str, datetime]:
         """Declared feed URL -> when its latest new item was first seen (feeds with items)."""
+        from .store import _chunks  # the store's IN (...) batching
+
         found: dict[str, datetime] = {}
-        urls = sorted(urls)
         with self._tx("reading feeds' latest items", write=False) as conn:
-            for start in range(0, len(urls), _CHUNK):
+            for chunk in _chunks(sorted(urls)):
                 query = (sa.select(feeds.c.declared_url, sa.func.max(items.c.first_seen_at))
                          .join(feeds, feeds.c.id == items.c.feed_id)
-                         .where(feeds.c.declared_url.in_(urls[start:start + _CHUNK]))
+                         .where(feeds.c.declared_url.in_(chunk))
                          .group_by(feeds.c.declared_url))
                 found.update((url, when) for url, when in conn.execute(query) if when)
         return found
