@@ -506,8 +506,10 @@ class StoryIndex:
         self.window = window
         self.reports = reports  # False: join only the same article and syndicated copies
         self._topics: dict[str, _TopicIndex] = {}
-        self._lock = threading.RLock()
-        self.synced_at: datetime | None = None  # the store's sync high-water mark
+        self.lock = threading.RLock()  # also held by the store while it moves its sync mark
+        self.synced_at: datetime | None = None  # the store's sync: when it last read rows,
+        self.synced_id: int | None = None  # the highest story_items id it read (None: by time)
+        self.gaps: dict[int, datetime] = {}  # ids below that not read yet, since when
 
     def __len__(self) -> int:
         return sum(len(t.members) for t in self._topics.values())
@@ -522,13 +524,13 @@ class StoryIndex:
 
     def decide(self, sig: Signature) -> Decision:
         """Where sig goes, without changing anything."""
-        with self._lock:
+        with self.lock:
             index = self._topics.get(sig.topic)
             return index.decide(sig, self.reports) if index else Decision(None, "new")
 
     def add(self, story: str, sig: Signature) -> None:
         """Record that sig belongs to story (no-op when its key is already there)."""
-        with self._lock:
+        with self.lock:
             index = self._topics.get(sig.topic)
             if index is None:
                 index = self._topics[sig.topic] = _TopicIndex()
@@ -536,14 +538,14 @@ class StoryIndex:
                 index.add(story, sig)
 
     def remove(self, topic: str, key: str) -> None:
-        with self._lock:
+        with self.lock:
             if (index := self._topics.get(topic)) is not None:
                 index.remove(key)
 
     def expire(self, now: datetime) -> int:
         """Close stories with no member newer than the window; the members dropped."""
         dropped = 0
-        with self._lock:
+        with self.lock:
             for index in self._topics.values():
                 old = [s for s, last in index.last.items() if last < now - self.window]
                 for story in old:
@@ -554,7 +556,7 @@ class StoryIndex:
 
     def assign(self, sig: Signature, new_story: str) -> Decision:
         """decide() then add(): a new story is named new_story (for previews and tests)."""
-        with self._lock:
+        with self.lock:
             decision = self.decide(sig)
             self.add(decision.story or new_story, sig)
             return decision if decision.story else Decision(new_story, "new")

@@ -377,6 +377,44 @@ def test_two_instances_never_open_two_stories_for_copies(stored: str) -> None:
         assert _claim(two, FEED_B, StoryIndex(), CASES[1]) == []
 
 
+def test_a_story_committed_after_a_later_one_still_reaches_the_other_instance(
+        stored: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: instance one's claim holds a lower story_items id while instance two
+    records (and reads past) higher ones; two still learns of one's story when it commits."""
+    import threading
+
+    if stored.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: no claim commits behind another")
+    with Store.open(stored) as one, Store.open(stored) as two:
+        index_two = StoryIndex()
+
+        def other(n: int) -> None:  # an item of another topic: no wait on one's topic lock
+            item = it(f"oth{n}", f"Tender number {n} opens in Astana", source="Courier")
+            found = {item.guid: [Match("other", (Hit("Tender", "title", 0, 6, "Tender"),))]}
+            two.claim(FEED_B, [item], found, now=NOW, alert_cutoff=None, stories=index_two)
+
+        other(1)
+        other(2)  # two has read a story_items row: from now on it reads by id
+        holding, release = threading.Event(), threading.Event()
+        real = one._place_stories
+
+        def paused(*args, **kwargs):
+            placed = real(*args, **kwargs)
+            holding.set()
+            assert release.wait(10)
+            return placed
+
+        monkeypatch.setattr(one, "_place_stories", paused)
+        late = threading.Thread(target=_claim, args=(one, FEED_A, StoryIndex(), CASES[0]))
+        late.start()
+        assert holding.wait(10)
+        other(3)
+        other(4)  # two reads past one's row, still uncommitted
+        release.set()
+        late.join(10)
+        assert _claim(two, FEED_B, index_two, CASES[1]) == []  # the copy joins one's story
+
+
 def test_stories_and_their_outlets_are_listed_for_operators(stored: str) -> None:
     with Store.open(stored) as store:
         index = StoryIndex()

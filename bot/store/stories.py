@@ -28,6 +28,8 @@ from ..stories import Signature, StoryIndex, signature
 from .schema import alerts, items, matches, stories, story_items, surges
 
 SYNC_MARGIN = timedelta(minutes=5)  # rows of claims that committed late are still picked up
+_MAX_GAPS = 5_000  # more ids missing than this: the next sync reads by time again
+_GAP_CHUNK = 500
 _LOCK_SPACE = 0x53544F52  # "STOR": high half of the per-topic advisory lock key
 
 
@@ -132,9 +134,26 @@ class StoryStore:
 
     def _sync_index(self, conn: sa.Connection, index: StoryIndex, now: datetime) -> None:
         """Tell the index of the story_items rows it has not seen (all of the window, the
-        first time: the rebuild after a restart); close stories past the window."""
-        since = (index.synced_at - SYNC_MARGIN) if index.synced_at else now - index.window
-        for row in conn.execute(_MEMBERS_SINCE, {"s_since": since}):
+        first time: the rebuild after a restart); close stories past the window.
+
+        After the first time it reads only the rows past the highest id it read, and the ids
+        below that it has not read (gaps: claims still open when it read, or rolled back),
+        for SYNC_MARGIN: each claim reads the rows of the claims since the previous one, not
+        those of the last minutes again (that was quadratic in a busy cycle).
+        """
+        with index.lock:
+            after, gaps = index.synced_id, list(index.gaps)
+        if after is None:  # the first time, or too many gaps: by time
+            since = (index.synced_at - SYNC_MARGIN) if index.synced_at else now - index.window
+            rows = list(conn.execute(_MEMBERS_SINCE, {"s_since": since}))
+            recent = [r.id for r in rows if r.joined_at >= now - SYNC_MARGIN]
+            floor = min(recent) if recent else None
+        else:
+            rows = list(conn.execute(_MEMBERS_AFTER, {"s_after": after}))
+            for chunk in (gaps[i:i + _GAP_CHUNK] for i in range(0, len(gaps), _GAP_CHUNK)):
+                rows += conn.execute(_MEMBERS_IN, {"s_ids": chunk})
+            floor = after + 1
+        for row in rows:
             key = f"{row.item_id}:{row.topic}"
             if key in index:
                 continue
@@ -144,7 +163,7 @@ class StoryStore:
                         lang=row.lang, source=row.item_source)
             index.add(str(row.story_id), signature(item, Match(row.topic, hits), key=key,
                                                    when=row.joined_at))
-        index.synced_at = now
+        _advance(index, {r.id for r in rows}, floor, now)
         index.expire(now)
 
     # ------------------------------------------------------------ reading
@@ -287,6 +306,22 @@ def _topic_key(topic: str) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
+def _advance(index: StoryIndex, seen: set[int], floor: int | None, now: datetime) -> None:
+    """Move the index's sync mark past the ids read; the ids from floor up that were not
+    read become gaps (several threads may sync at once: marks only grow, gaps only merge)."""
+    top = max(seen, default=None)
+    with index.lock:
+        marks = (index.synced_id, top, None if floor is None else floor - 1)
+        high = max((v for v in marks if v is not None), default=None)
+        gaps = {i: t for i, t in index.gaps.items() if i not in seen and t >= now - SYNC_MARGIN}
+        if floor is not None and top is not None:
+            gaps.update((i, now) for i in range(floor, top) if i not in seen and i not in gaps)
+        index.synced_at, index.gaps = now, gaps
+        index.synced_id = high if len(gaps) <= _MAX_GAPS else None
+        if index.synced_id is None:
+            index.gaps = {}
+
+
 def _member_row(story: str, item_id: int, sig: Signature, how: str,
                 now: datetime) -> dict[str, Any]:
     return {"story_id": int(story), "item_id": item_id, "topic": sig.topic, "how": how,
@@ -310,8 +345,8 @@ _JOINED = (
     .where(stories.c.id == _bind("j_id"))
     .values(updated_at=_bind("j_now", _WHEN), item_count=stories.c.item_count + 1)
 )
-_MEMBERS_SINCE = (
-    sa.select(story_items.c.story_id, story_items.c.item_id, story_items.c.topic,
+_MEMBERS = (
+    sa.select(story_items.c.id, story_items.c.story_id, story_items.c.item_id, story_items.c.topic,
               story_items.c.joined_at, items.c.url.label("item_url"), items.c.link,
               items.c.title.label("item_title"), items.c.summary, items.c.published,
               items.c.lang, items.c.source.label("item_source"), matches.c.hits)
@@ -319,6 +354,8 @@ _MEMBERS_SINCE = (
                  .join(items, items.c.id == story_items.c.item_id)
                  .outerjoin(matches, sa.and_(matches.c.item_id == story_items.c.item_id,
                                              matches.c.topic == story_items.c.topic)))
-    .where(story_items.c.joined_at >= _bind("s_since", _WHEN))
     .order_by(story_items.c.id)
 )
+_MEMBERS_SINCE = _MEMBERS.where(story_items.c.joined_at >= _bind("s_since", _WHEN))
+_MEMBERS_AFTER = _MEMBERS.where(story_items.c.id > _bind("s_after"))
+_MEMBERS_IN = _MEMBERS.where(story_items.c.id.in_(sa.bindparam("s_ids", expanding=True)))
