@@ -151,6 +151,10 @@ class Pipeline:
         next_at = self._next_poll(now, feed, 0, None)
         cutoff = now - self.settings.first_poll_max_age if state.first_poll else None
         items = parsed.feed.items
+        # the workers' story signatures wait in the index, so the claim's transaction decides
+        by_guid = {i.guid: i for i in items}
+        tickets = self.stories.offer((by_guid[g], topic, sig)
+                                     for (g, topic), sig in parsed.signatures.items())
         try:
             claim = await self.store.run(
                 self.store.claim, feed.url, items, parsed.matches, now=now, alert_cutoff=cutoff,
@@ -158,6 +162,8 @@ class Pipeline:
                 known=known, stories=self.stories)
         except StoreError as exc:  # rolled back whole (validators too): the next poll retries
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
+        finally:
+            self.stories.withdraw(tickets)
         await self._enrich(claim.alerts)
         await self._surges({a.topic for a in claim.alerts}, now)
         return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,

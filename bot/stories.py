@@ -10,17 +10,19 @@ import hashlib
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import SplitResult, parse_qs, urljoin, urlsplit, urlunsplit
 
-from datasketch import MinHash, MinHashLSH  # MinHash LSH: near-duplicate candidates, sublinear
 from url_normalize import url_normalize
 
 from bot.model import Item, Match
 from bot.text import Token, normalize, tokens
 from bot.text import is_cjk as _is_cjk
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Query parameters that only say where a click came from, never which page it is.
 TRACKING_PARAMS = (
@@ -137,7 +139,7 @@ def title_fingerprint(title: str, summary: str = "") -> str:
 # A matched item joins an open story of its topic when it is (1) the same article: the same
 # canonical URL, or the outlet's URL behind a Google/Bing News redirect; (2) a syndicated
 # copy: near-identical title or lead (datasketch MinHash LSH finds the candidates among
-# thousands of stories in microseconds; the exact Jaccard of the shingle sets decides); or
+# thousands of stories in microseconds (minhash.py); the exact Jaccard of the shingle sets decides); or
 # (3) another outlet's own report of the same event, in the same language, within a short
 # window: a weighted Jaccard of names, numbers, places and other content words of the title
 # and lead. Our own weighted Jaccard rather than rapidfuzz: rapidfuzz scores characters and
@@ -164,11 +166,9 @@ _CANDIDATES = 24  # members scored for a report: those sharing the most weighty 
 _MEMBERS_COMPARED = 24  # a big story is compared through its latest members
 _PERMS = 64
 # (bands, rows) that datasketch's _optimal_param picks for 64 permutations at thresholds 0.5
-# (titles) and 0.4 (leads); given here because it computes them by numerical integration,
-# a tenth of a second per index
+# (titles) and 0.4 (leads)
 _TITLE_BANDS = (14, 4)
 _LEAD_BANDS = (16, 4)
-_TEMPLATE = MinHash(num_perm=_PERMS, seed=7)
 _NEWS_HOSTS = ("news.google.com", "www.bing.com", "bing.com")
 is_cjk = functools.lru_cache(maxsize=1 << 16)(_is_cjk)  # asked of every token's first char
 
@@ -237,12 +237,15 @@ class Signature:
     outlet: str
     title: str
     lang: str
-    when: datetime
+    when: datetime | None  # None until the claim gives the time (an undated item's)
     title_units: frozenset[str]  # title words (CJK: character pairs), for copies
     lead_shingles: frozenset[str]  # 3-unit shingles of the lead, for copies
     features: Mapping[str, float]  # weighted names, numbers, words of title and lead
     title_features: Mapping[str, float]  # the same, of the title alone
     numbers: frozenset[str]  # numbers in the title
+    # MinHash values of title_units and lead_shingles (hashed(): before the claim, once)
+    title_hash: "np.ndarray | None" = field(default=None, compare=False)
+    lead_hash: "np.ndarray | None" = field(default=None, compare=False)
 
     @property
     def salient(self) -> list[str]:
@@ -250,8 +253,10 @@ class Signature:
         return [f for f, w in self.features.items() if w >= 1.0]
 
 
-def signature(item: Item, match: Match | None, *, key: str, when: datetime) -> Signature:
-    """The Signature of an item matched to a topic (pure)."""
+def signature(item: Item, match: Match | None, *, key: str,
+              when: datetime | None) -> Signature:
+    """The Signature of an item matched to a topic (pure); `when` stands for a missing
+    publication time (None: given later, by keyed())."""
     outlet, title, searched = outlet_and_title(item)
     target, _ = news_redirect(item.link)
     url = canonical_url(target) if target != item.link else (item.url or canonical_url(item.link))
@@ -384,24 +389,43 @@ class _TopicIndex:
     def __init__(self) -> None:
         self.members: dict[str, _Member] = {}
         self.by_url: dict[str, str] = {}  # url -> member key
-        self.titles = MinHashLSH(num_perm=_PERMS, params=_TITLE_BANDS)
-        self.leads = MinHashLSH(num_perm=_PERMS, params=_LEAD_BANDS)
+        from .minhash import BandedLSH  # numpy, on first use: the parse workers never need it
+
+        self.titles = BandedLSH(*_TITLE_BANDS)
+        self.leads = BandedLSH(*_LEAD_BANDS)
         self.postings: dict[str, set[str]] = {}
         self.stories: dict[str, list[str]] = {}  # story -> member keys, oldest first
         self.last: dict[str, datetime] = {}  # story -> time of its latest member
 
     def add(self, story: str, sig: Signature) -> None:
+        sig = hashed(sig)
         self.members[sig.key] = _Member(story, sig)
         if sig.url:
             self.by_url.setdefault(sig.url, sig.key)
-        if len(sig.title_units) >= 2:
-            self.titles.insert(sig.key, _minhash(sig.title_units))
-        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES:
-            self.leads.insert(sig.key, _minhash(sig.lead_shingles))
+        if len(sig.title_units) >= 2 and sig.title_hash is not None:
+            self.titles.insert(sig.key, sig.title_hash)
+        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES and sig.lead_hash is not None:
+            self.leads.insert(sig.key, sig.lead_hash)
         for f in sig.salient:
             self.postings.setdefault(f, set()).add(sig.key)
-        self.stories.setdefault(story, []).append(sig.key)
+        if sig.title_hash is not None or sig.lead_hash is not None:  # the bands keep them
+            self.members[sig.key] = _Member(story, replace(sig, title_hash=None, lead_hash=None))
+        keys = self.stories.setdefault(story, [])
+        keys.append(sig.key)
         self.last[story] = max(self.last.get(story, sig.when), sig.when)
+        if len(keys) > _MEMBERS_COMPARED:  # a big story is compared through its latest members
+            self._retire(self.members[keys[-_MEMBERS_COMPARED - 1]].sig)
+
+    def _retire(self, sig: Signature) -> None:
+        """Stop offering a member as a candidate (its URL still names its story)."""
+        self.titles.remove(sig.key)
+        self.leads.remove(sig.key)
+        for f in sig.salient:
+            posting = self.postings.get(f)
+            if posting is not None:
+                posting.discard(sig.key)
+                if not posting:
+                    del self.postings[f]
 
     def remove(self, key: str) -> None:
         member = self.members.pop(key, None)
@@ -410,15 +434,7 @@ class _TopicIndex:
         sig = member.sig
         if self.by_url.get(sig.url) == key:
             del self.by_url[sig.url]
-        for lsh in (self.titles, self.leads):
-            if key in lsh:
-                lsh.remove(key)
-        for f in sig.salient:
-            posting = self.postings.get(f)
-            if posting is not None:
-                posting.discard(key)
-                if not posting:
-                    del self.postings[f]
+        self._retire(sig)
         keys = self.stories.get(member.story, [])
         if key in keys:
             keys.remove(key)
@@ -427,6 +443,7 @@ class _TopicIndex:
             self.last.pop(member.story, None)
 
     def decide(self, sig: Signature, reports: bool = True) -> Decision:
+        sig = hashed(sig)
         if sig.url and (key := self.by_url.get(sig.url)) is not None:
             return Decision(self.members[key].story, "url", 1.0, key)
         copy = self._copy(sig)
@@ -436,15 +453,15 @@ class _TopicIndex:
 
     def _copy(self, sig: Signature) -> Decision | None:
         best: Decision | None = None
-        if len(sig.title_units) >= _MIN_TITLE_UNITS:
-            for key in self.titles.query(_minhash(sig.title_units)):
+        if len(sig.title_units) >= _MIN_TITLE_UNITS and sig.title_hash is not None:
+            for key in self.titles.query(sig.title_hash):
                 other = self.members[key].sig
                 score = jaccard(sig.title_units, other.title_units)
                 if score >= COPY_TITLE and _numbers_agree(sig, other) and (
                         best is None or score > best.score):
                     best = Decision(self.members[key].story, "copy", score, key)
-        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES:
-            for key in self.leads.query(_minhash(sig.lead_shingles)):
+        if len(sig.lead_shingles) >= _MIN_LEAD_SHINGLES and sig.lead_hash is not None:
+            for key in self.leads.query(sig.lead_hash):
                 other = self.members[key].sig
                 score = jaccard(sig.lead_shingles, other.lead_shingles)
                 if score >= COPY_LEAD and _numbers_agree(sig, other) and (
@@ -489,17 +506,36 @@ def _numbers_agree(sig: Signature, other: Signature) -> bool:
     return not (sig.numbers - other.numbers and other.numbers - sig.numbers)
 
 
-def _minhash(shingles: Iterable[str]) -> MinHash:
-    m = MinHash(num_perm=_PERMS, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme)
-    m.update_batch([s.encode("utf-8") for s in shingles])
-    return m
+def keyed(sig: Signature, key: str, when: datetime) -> Signature:
+    """A signature made ahead (in a parse worker) with the key and time the claim gives."""
+    return replace(sig, key=key, when=sig.when or when)
+
+
+def hashed(sig: Signature) -> Signature:
+    """sig with the MinHash values of its title units and lead shingles (computed once, and
+    best before the claim's transaction: they are most of a decision's cost)."""
+    if sig.title_hash is not None or sig.lead_hash is not None:
+        return sig
+    if len(sig.title_units) < 2 and len(sig.lead_shingles) < _MIN_LEAD_SHINGLES:
+        return sig
+    minhash = _minhasher()
+    return replace(sig, title_hash=minhash(sig.title_units), lead_hash=minhash(sig.lead_shingles))
+
+
+@functools.cache
+def _minhasher() -> Any:
+    from .minhash import MinHasher  # numpy, on first use: the parse workers never need it
+
+    return MinHasher(_PERMS, seed=7)
 
 
 class StoryIndex:
     """The open stories of every topic, in memory: a cache of the store's story_items.
 
     decide() is pure; add() and remove() change the index. Safe to share between threads
-    (one lock); the store serialises the decisions of one topic across instances.
+    (one lock); the store serialises the decisions of one topic across instances. offer()
+    and take() carry signatures made before a claim into it, so that its transaction only
+    decides.
     """
 
     def __init__(self, *, window: timedelta = STORY_WINDOW, reports: bool = True) -> None:
@@ -510,6 +546,7 @@ class StoryIndex:
         self.synced_at: datetime | None = None  # the store's sync: when it last read rows,
         self.synced_id: int | None = None  # the highest story_items id it read (None: by time)
         self.gaps: dict[int, datetime] = {}  # ids below that not read yet, since when
+        self._ready: dict[tuple[str, str, str], tuple[Item, Signature]] = {}  # offer()
 
     def __len__(self) -> int:
         return sum(len(t.members) for t in self._topics.values())
@@ -536,6 +573,27 @@ class StoryIndex:
                 index = self._topics[sig.topic] = _TopicIndex()
             if sig.key not in index.members:
                 index.add(story, sig)
+
+    def offer(self, ready: Iterable[tuple[Item, str, Signature]]) -> list[tuple[str, str, str]]:
+        """Signatures made before a claim (in the parse workers; hashed here), waiting for
+        the claim that places their items to take() them; the caller withdraw()s the tickets
+        returned after the claim."""
+        made = [((item.feed, item.guid, topic), item, hashed(sig)) for item, topic, sig in ready]
+        with self.lock:
+            for ticket, item, sig in made:
+                self._ready[ticket] = (item, sig)
+        return [ticket for ticket, _item, _sig in made]
+
+    def take(self, item: Item, topic: str) -> Signature | None:
+        """The signature offered for this very item and topic, if any (once)."""
+        with self.lock:
+            found = self._ready.pop((item.feed, item.guid, topic), None)
+        return found[1] if found is not None and found[0] == item else None
+
+    def withdraw(self, tickets: Iterable[tuple[str, str, str]]) -> None:
+        with self.lock:
+            for ticket in tickets:
+                self._ready.pop(ticket, None)
 
     def remove(self, topic: str, key: str) -> None:
         with self.lock:

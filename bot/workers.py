@@ -1,10 +1,12 @@
-"""What runs in the parse processes: parse a feed body, then match its new items.
+"""What runs in the parse processes: parse a feed body, match its new items, and sketch the
+story signature of each new match (stories.signature: tokens, shingles, weighted words).
 
 Kept light: a worker imports the parsers at start and the matcher on its first job. The
 current Matcher reaches the workers as a pickle file written once per watchlist version
 (MatcherFiles), named by a hash of its content; a job names that file, and each worker loads it once and keeps it.
-Matching beside parsing keeps the per-item CPU work off the main process, whose one core
-also runs the event loop, the HTTP client and the database.
+Matching and signatures beside parsing keep the per-item CPU work off the main process,
+whose one core also runs the event loop, the HTTP client and the database, and out of the
+claim's transaction. The workers never import numpy (stories.py loads it only for its index).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .model import FeedSpec, Match
 from .parse import ParsedFeed, parse_feed
+from .stories import Signature, signature
 
 if TYPE_CHECKING:
     from .match import Matcher
@@ -37,10 +40,12 @@ class MatcherRef:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A parsed feed and the matches of its items that were not known, by guid."""
+    """A parsed feed, the matches of its items that were not known by guid, and the story
+    signature of each (guid, topic) matched (key and time left to the claim)."""
 
     feed: ParsedFeed
     matches: dict[str, list[Match]]
+    signatures: dict[tuple[str, str], Signature] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class ParseJob:
         parsed = parse_feed(self.body, url=self.url, headers=self.headers, source=self.spec.name,
                             lang=self.spec.lang)
         matcher = _load(self.matcher) if isinstance(self.matcher, MatcherRef) else self.matcher
-        return Parsed(parsed, match_items(matcher, parsed, self.spec, self.known))
+        found = match_items(matcher, parsed, self.spec, self.known)
+        return Parsed(parsed, found, signatures(parsed, found))
 
 
 def match_items(matcher: "Matcher | None", parsed: ParsedFeed, spec: FeedSpec,
@@ -72,6 +78,18 @@ def match_items(matcher: "Matcher | None", parsed: ParsedFeed, spec: FeedSpec,
         return {}
     return {item.guid: found for item in parsed.items
             if item.guid not in known and (found := matcher.match_item(item, spec))}
+
+
+def signatures(parsed: ParsedFeed,
+               matches: dict[str, list[Match]]) -> dict[tuple[str, str], Signature]:
+    """The story signature of each matched item per topic (its first match of the topic,
+    as the claim keeps), without key or time: the claim gives them."""
+    out: dict[tuple[str, str], Signature] = {}
+    for item in parsed.items:
+        for match in matches.get(item.guid, ()):
+            if (item.guid, match.topic) not in out:
+                out[(item.guid, match.topic)] = signature(item, match, key="", when=None)
+    return out
 
 
 _LOADED: dict[str, "Matcher"] = {}  # in a worker: key -> Matcher, the latest few

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 
 from ..model import Hit, Item, Match
-from ..stories import Signature, StoryIndex, signature
+from ..stories import Signature, StoryIndex, keyed, signature
 from .schema import alerts, items, matches, stories, story_items, surges
 
 SYNC_MARGIN = timedelta(minutes=5)  # rows of claims that committed late are still picked up
@@ -102,7 +102,9 @@ class StoryStore:
         placed: dict[tuple[str, str], Placement] = {}
         for item, match in sorted(pairs, key=lambda p: (p[0].published or now, ids[p[0].guid])):
             item_id = ids[item.guid]
-            sig = signature(item, match, key=f"{item_id}:{match.topic}", when=now)
+            key = f"{item_id}:{match.topic}"
+            ready = index.take(item, match.topic)  # made by a parse worker, hashed before
+            sig = keyed(ready, key, now) if ready else signature(item, match, key=key, when=now)
             decision = index.decide(sig)
             if decision.story is None:
                 story, opened = self._open_story(conn, sig, item_id, now)
