@@ -415,6 +415,26 @@ def test_a_story_committed_after_a_later_one_still_reaches_the_other_instance(
         assert _claim(two, FEED_B, index_two, CASES[1]) == []  # the copy joins one's story
 
 
+def test_signatures_made_ahead_decide_as_in_the_claim_and_only_for_their_own_item(
+        stored: str) -> None:
+    from dataclasses import replace
+
+    ahead = lambda case: (case[0], "pos2",  # noqa: E731
+                          signature(case[0], hits(*case[1]), key="", when=None))
+    index = StoryIndex()
+    edited = replace(CASES[3][0], title="Harbour strike delays grain shipments")
+    tickets = index.offer([ahead(CASES[0]), ahead(CASES[1])])
+    assert index.take(edited, "pos2") is None  # nothing offered for it
+    index.offer([(CASES[3][0], "pos2", ahead(CASES[3])[2])])
+    assert index.take(edited, "pos2") is None  # offered for the same guid, other content
+    with Store.open(stored) as store:
+        first = _claim(store, FEED_A, index, CASES[0])
+        assert _claim(store, FEED_B, index, CASES[1]) == []  # the copy joins, as in the claim
+    assert index.take(CASES[0][0], "pos2") is None  # taken once, by the claim
+    index.withdraw(tickets)
+    assert len(first) == 2 and len(index) == 2
+
+
 def test_stories_and_their_outlets_are_listed_for_operators(stored: str) -> None:
     with Store.open(stored) as store:
         index = StoryIndex()

@@ -189,6 +189,21 @@ def test_a_job_skips_known_guids_and_a_missing_matcher_matches_nothing(
     assert none.matches == {} and len(none.feed.items) == 3
 
 
+def test_a_job_sketches_each_new_matchs_story_signature_and_never_loads_numpy(
+        pool: Executor, watchlist_dir: Path, files: MatcherFiles) -> None:
+    from bot.stories import signature
+
+    matcher = load_watchlist(watchlist_dir).matcher
+    got = pool.submit(job(files.ref(matcher), frozenset({"w-3"}))).result(timeout=60)
+    assert list(got.signatures) == [("w-1", "power-of-siberia-2")]  # w-3 is known
+    pos2 = got.feed.items[0]
+    made = got.signatures[("w-1", "power-of-siberia-2")]
+    assert made == signature(pos2, got.matches["w-1"][0], key="", when=None)
+    assert made.title == POS2["title"] and made.title_hash is None  # hashed in the main process
+    # numpy (the story index's MinHash) stays out of the workers: ~20 MB each
+    assert pool.submit(eval, "'numpy' in __import__('sys').modules").result(timeout=60) is False
+
+
 # ---------------------------------------------------------------- a reload reaches the workers
 
 
