@@ -51,7 +51,8 @@ class BandedLSH:
 
     def __init__(self, bands: int, rows: int) -> None:
         self.bands, self.rows = bands, rows
-        self._tables: list[dict[bytes, set[Hashable]]] = [{} for _ in range(bands)]
+        # buckets are lists: most hold one key, and a list of one is a third of a set's size
+        self._tables: list[dict[bytes, list[Hashable]]] = [{} for _ in range(bands)]
         self._keys: dict[Hashable, list[bytes]] = {}
 
     def __len__(self) -> int:
@@ -69,15 +70,15 @@ class BandedLSH:
             self.remove(key)
         bands = self._keys[key] = self._bands(values)
         for table, band in zip(self._tables, bands):
-            table.setdefault(band, set()).add(key)
+            table.setdefault(band, []).append(key)
 
     def remove(self, key: Hashable) -> None:
         """Forget key (nothing when it is not there)."""
         bands = self._keys.pop(key, None)
         for table, band in zip(self._tables, bands or ()):
             found = table.get(band)
-            if found is not None:
-                found.discard(key)
+            if found is not None and key in found:
+                found.remove(key)
                 if not found:
                     del table[band]
 
@@ -87,5 +88,5 @@ class BandedLSH:
         for table, band in zip(self._tables, self._bands(values)):
             found = table.get(band)
             if found:
-                out |= found
+                out.update(found)
         return out
