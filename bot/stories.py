@@ -54,10 +54,15 @@ _SUMMARY_CHARS = 200
 # Memoised: a re-polled feed repeats most of its links.
 @functools.lru_cache(maxsize=16_384)
 def canonical_url(url: str, base: str | None = None, *, fast: bool = True) -> str:
-    """The URL two links to the same page share; the stripped input when it is not a URL."""
+    """The key two links to the same page share (the stripped input when it is not a URL).
+
+    A key, never a link to show or fetch: http and https, and a host with and without
+    "www.", are one page (outlets serve both, and feeds and partners copy either), so the
+    key of either is https:// without "www." (items keep their own link for display).
+    """
     raw = url.strip() if isinstance(url, str) else ""
     if fast and not base and (simple := _SIMPLE_URL.fullmatch(raw)):
-        return simple.group(1) + (simple.group(2).rstrip("/") or "/")  # the common case
+        return _same_site(simple.group(1) + (simple.group(2).rstrip("/") or "/"))  # common
     try:
         absolute = urljoin(base, raw) if base else raw
         parts = urlsplit(absolute)
@@ -65,12 +70,24 @@ def canonical_url(url: str, base: str | None = None, *, fast: bool = True) -> st
             return raw
         already = _already_normal(absolute, parts) if fast else None
         if already is not None:
-            return _clean(already)
+            return _same_site(_clean(already))
         # url-normalize does the RFC 3986 part (case, ports, IDNA, percent-encoding, dot segments).
         normal = url_normalize(urlunsplit(parts._replace(fragment="")))
-        return _clean(urlsplit(normal)) if normal else raw
+        return _same_site(_clean(urlsplit(normal))) if normal else raw
     except ValueError:  # bad IPv6 literal, bad port, IDNA failure (UnicodeError): not a URL
         return raw
+
+
+def _same_site(url: str) -> str:
+    """A normalised http(s) URL with https and without a leading "www." on a host that has a
+    dot left ("www.example.org", not "www.com"); other URLs unchanged."""
+    if url.startswith("http://"):
+        url = "https://" + url[7:]
+    if url.startswith("https://www."):
+        host = url[12:].split("/", 1)[0].split(":", 1)[0]
+        if "." in host.strip("."):
+            url = "https://" + url[12:]
+    return url
 
 
 # The commonest link: lower-case http(s) host, no port, no user, a path of plain non-empty

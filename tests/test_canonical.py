@@ -15,9 +15,9 @@ BASE = "https://base.example.org/dir/page.html"
 URL_CASES = [
     # tracking parameters
     ("https://www.bbc.com/news/articles/cp81?at_medium=RSS&at_campaign=rss",
-     "https://www.bbc.com/news/articles/cp81"),
+     "https://bbc.com/news/articles/cp81"),
     ("https://www.dw.com/en/x/a-75995188?maca=en-rss-en-all-1573-rdf",
-     "https://www.dw.com/en/x/a-75995188"),
+     "https://dw.com/en/x/a-75995188"),
     ("https://e.com/a?utm_source=x&utm_medium=y&utm_campaign=z&utm_term=t&utm_content=c",
      "https://e.com/a"),
     ("https://e.com/a?UTM_Campaign=a&FBCLID=x", "https://e.com/a"),
@@ -30,30 +30,41 @@ URL_CASES = [
     # remaining parameters sorted, values kept as they are
     ("https://e.com/search?q=a+b&b=2&a=1", "https://e.com/search?a=1&b=2&q=a+b"),
     ("https://e.com/?b=2&a=1&", "https://e.com/?a=1&b=2"),
-    ("http://example.com?", "http://example.com/"),
+    ("http://example.com?", "https://example.com/"),
     # fragments
     ("https://e.com/a#section-2", "https://e.com/a"),
     ("https://www.bbc.com/news/articles/cp81l0e1eg5o#0",
-     "https://www.bbc.com/news/articles/cp81l0e1eg5o"),
-    ("http://example.com/#!/route", "http://example.com/"),
+     "https://bbc.com/news/articles/cp81l0e1eg5o"),
+    ("http://example.com/#!/route", "https://example.com/"),
     # ports, case
-    ("HTTP://Example.COM:80/Path/Page", "http://example.com/Path/Page"),
+    ("HTTP://Example.COM:80/Path/Page", "https://example.com/Path/Page"),
     ("https://example.com:443", "https://example.com/"),
     ("https://example.com:8443/x/", "https://example.com:8443/x"),
-    ("http://EXAMPLE.com./a", "http://example.com/a"),
+    ("http://EXAMPLE.com./a", "https://example.com/a"),
     # trailing slash: dropped from paths, kept for the root
     ("https://e.com/news/story/", "https://e.com/news/story"),
     ("https://e.com/", "https://e.com/"),
     ("https://e.com", "https://e.com/"),
     # RFC 3986 normalisation (url-normalize)
-    ("http://example.com/a/./b/../c", "http://example.com/a/c"),
-    ("http://example.com/a%7eb/%41", "http://example.com/a~b/A"),
+    ("http://example.com/a/./b/../c", "https://example.com/a/c"),
+    ("http://example.com/a%7eb/%41", "https://example.com/a~b/A"),
     ("https://example.com/path with space", "https://example.com/path%20with%20space"),
     ("ftp://Example.com:21/x", "ftp://example.com/x"),
     # IDN hosts become punycode
-    ("http://bücher.de/ä", "http://xn--bcher-kva.de/%C3%A4"),
-    ("http://例子.中国/路径", "http://xn--fsqu00a.xn--fiqs8s/%E8%B7%AF%E5%BE%84"),
-    ("http://xn--bcher-kva.de/", "http://xn--bcher-kva.de/"),
+    ("http://bücher.de/ä", "https://xn--bcher-kva.de/%C3%A4"),
+    ("http://例子.中国/路径", "https://xn--fsqu00a.xn--fiqs8s/%E8%B7%AF%E5%BE%84"),
+    ("http://xn--bcher-kva.de/", "https://xn--bcher-kva.de/"),
+    # one page whatever the scheme and a "www.": the key is https without it
+    ("http://wire.example/energy/pos2", "https://wire.example/energy/pos2"),
+    ("https://www.wire.example/energy/pos2/", "https://wire.example/energy/pos2"),
+    ("HTTP://WWW.Wire.Example:80/energy/pos2?utm_source=rss", "https://wire.example/energy/pos2"),
+    ("http://www.wire.example:8080/a", "https://wire.example:8080/a"),
+    ("https://www2.wire.example/a", "https://www2.wire.example/a"),  # another host
+    ("https://m.wire.example/a", "https://m.wire.example/a"),
+    ("https://wwwire.example/a", "https://wwwire.example/a"),
+    ("http://www.com/a", "https://www.com/a"),  # nothing left to be the site
+    ("https://www.example.org.", "https://example.org/"),
+    ("ftp://www.example.org/a", "ftp://www.example.org/a"),  # only the web's two schemes
     # junk: the stripped input, never an exception
     ("not a url", "not a url"),
     ("  spaced junk \n", "spaced junk"),
@@ -88,6 +99,20 @@ def test_canonical_url_is_idempotent() -> None:
     for url, _ in URL_CASES + RELATIVE_CASES:
         once = canonical_url(url, BASE)
         assert canonical_url(once, BASE) == once, url
+
+
+SAME_PAGE = [
+    "http://wire.example/energy/2026/11/pos2-price-formula",
+    "https://wire.example/energy/2026/11/pos2-price-formula?utm_source=rss",
+    "https://www.wire.example/energy/2026/11/pos2-price-formula/",
+    "http://WWW.wire.example/energy/2026/11/pos2-price-formula#top",
+]
+
+
+def test_http_https_and_www_copies_of_one_link_share_one_key() -> None:
+    assert {canonical_url(u) for u in SAME_PAGE} == {canonical_url(u, fast=False)
+                                                      for u in SAME_PAGE} == {
+        "https://wire.example/energy/2026/11/pos2-price-formula"}
 
 
 def test_tracking_params_constant_names_the_documented_set() -> None:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from bot.model import FeedSpec, Hit, Item, Match
-from bot.stories import (StoryIndex, also_line, cluster_preview, news_redirect,
-                         outlet_and_title, signature)
+from bot.stories import (StoryIndex, also_line, canonical_url, cluster_preview,
+                         news_redirect, outlet_and_title, signature)
 from bot.store import Store
 from tests.conftest import REPO
 from tests.test_store import db_url, pg_database  # noqa: F401 (fixtures)
@@ -111,7 +111,7 @@ def it(key: str, title: str, lead: str = "", *, lang: str = "en", source: str = 
        minutes: int = 0, link: str | None = None) -> Item:
     link = link or f"https://{source.lower().replace(' ', '')}.example/{key}"
     return Item(feed=f"https://{source.lower().replace(' ', '')}.example/feed", guid=key,
-                url=link, link=link, title=title, summary=lead, lang=lang, source=source,
+                url=canonical_url(link), link=link, title=title, summary=lead, lang=lang, source=source,
                 published=T0 + timedelta(minutes=minutes))
 
 
