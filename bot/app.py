@@ -38,6 +38,7 @@ class App:
     sink: Sink | None
     executor: Executor | None = None
     telegram: "Telegram | None" = None
+    queue: Any = None  # queue.Queue: several instances on PostgreSQL (`veille run`)
     reloader: Callable | None = None  # set by the Runner: re-read watchlists/ now
     clock: Callable = utcnow
     metrics: Metrics = field(default_factory=Metrics)
@@ -81,11 +82,27 @@ class App:
     def feeds(self) -> tuple[FeedSpec, ...]:
         return self.watchlist.all_feeds(news_search=self.settings.news_search)
 
+    def queued(self) -> bool:
+        """Whether `veille run` goes through the job queue: PostgreSQL, unless turned off."""
+        return self.settings.queue == "auto" and self.store.backend == "postgresql"
+
     async def start(self, *, listen: bool = False) -> None:
-        """Connect to Telegram when a token is set; listen: also take commands (`run`)."""
+        """Connect to Telegram when a token is set; listen: also take commands (`run`).
+
+        With a queue (set by the Runner), start its worker; chats' deliveries then go through
+        it, and Telegram updates are consumed only by the instance holding the updates lock.
+        """
         if self.telegram is not None:
-            await self.telegram.start(listen=listen,
-                                      context=self.bot_context() if listen else None)
+            await self.telegram.start(
+                listen=listen, context=self.bot_context() if listen else None,
+                leader_of=self.settings.database_url if listen and self.queue else None)
+        if self.queue is not None:
+            await self.queue.start()
+            if self.telegram is not None:
+                self.telegram.worker.dispatch = self._dispatch_chats
+
+    async def _dispatch_chats(self, chats: list[str]) -> None:
+        self.metrics.queued("deliver", await self.queue.defer_chats(chats))
 
     def bot_context(self) -> Any:
         """What the command handlers may use (bot.telegram.commands.BotContext)."""
@@ -162,6 +179,8 @@ class App:
             await self._web.stop()
         if self._drain_task is not None:
             await self._drain_task
+        if self.queue is not None:
+            await self.queue.stop()
         if self.telegram is not None:
             await self.telegram.aclose()
         await self.fetcher.aclose()
@@ -189,6 +208,7 @@ class Telegram:
     pacer: Any
     worker: Any = None
     listening: bool = False
+    leader: Any = None  # queue.UpdatesLeader: updates only while holding the lock
 
     @classmethod
     def create(cls, settings: Settings) -> "Telegram":
@@ -212,8 +232,11 @@ class Telegram:
             clock=app.clock, translator=_translator(),
             lease=timedelta(seconds=app.settings.lease_seconds), metrics=app.metrics)
 
-    async def start(self, *, listen: bool, context: Any = None) -> None:
-        """Connect (getMe); with listen, also take commands (long polling getUpdates).
+    async def start(self, *, listen: bool, context: Any = None,
+                    leader_of: str | None = None) -> None:
+        """Connect (getMe); with listen, also take commands (long polling getUpdates);
+        leader_of (a PostgreSQL URL): poll updates only while this instance holds the
+        updates lock there (several instances; Telegram refuses a second consumer).
 
         A refused token or an unreachable Bot API stops the start with a ConfigError.
         """
@@ -233,15 +256,32 @@ class Telegram:
             commands.register(self.application, context)
             await commands.set_commands(self.application.bot, context.admins)
         await self.application.start()
+        self.listening = True
+        if leader_of is None:
+            await self._poll_updates()
+            return
+        from .queue import UpdatesLeader
+
+        self.leader = UpdatesLeader(leader_of, start=self._poll_updates,
+                                    stop=self._stop_updates)
+        self.leader.begin()
+
+    async def _poll_updates(self) -> None:
         await self.application.updater.start_polling(
             allowed_updates=["message", "channel_post", "callback_query", "my_chat_member"])
-        self.listening = True
+
+    async def _stop_updates(self) -> None:
+        if self.application.updater.running:
+            await self.application.updater.stop()
 
     async def aclose(self) -> None:
         if self.worker is not None:
             await self.worker.close()
+        if self.leader is not None:
+            await self.leader.end()
+            self.leader = None
         if self.listening:
-            await self.application.updater.stop()
+            await self._stop_updates()
             await self.application.stop()
             self.listening = False
         await self.application.shutdown()  # a no-op when it was never initialized

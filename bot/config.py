@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     surge_cooldown_hours: float = Field(default=12.0, ge=0)
     # how long a delivery holds the alerts it leased before another process may take them
     lease_seconds: float = Field(default=120.0, ge=1)
+    # several instances (queue.py): on PostgreSQL `veille run` polls and delivers through
+    # procrastinate's queue ("auto"); "off" keeps one instance doing everything itself
+    queue: Literal["auto", "off"] = "auto"
 
     # watching the watch (bot/watch.py): admins are told once, and once when it ends, when…
     watch_failing_hours: float = Field(default=6.0, ge=0)  # …a feed has failed this long

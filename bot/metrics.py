@@ -86,6 +86,14 @@ class Metrics:
                               registry=r)
         self.tg_retry = Histogram("veille_telegram_retry_after_seconds", "retry_after of "
                                   "Telegram 429 answers.", buckets=RETRY_BUCKETS, registry=r)
+        self.queue_jobs = Counter("veille_queue_jobs", "Jobs queued for the instances on "
+                                  "PostgreSQL, by kind (poll, deliver, singleton).", ["kind"],
+                                  registry=r)
+        self.queue_skips = Counter("veille_queue_poll_skips", "Queued polls skipped: the feed "
+                                   "had been polled since (by this or another instance).",
+                                   registry=r)
+        self.instances = Gauge("veille_instances", "Live instances sharing the database "
+                               "(workers with a fresh heartbeat).", registry=r)
         self.scheduler_running = False
         self.last_cycle: float | None = None  # unix time any cycle or periodic job finished
 
@@ -119,6 +127,14 @@ class Metrics:
     def scheduler_stopped(self) -> None:
         self.scheduler_running = False
         self.running.set(0)
+
+    def queued(self, kind: str, count: int = 1) -> None:
+        """Jobs handed to the queue (several instances on PostgreSQL)."""
+        if count:
+            self.queue_jobs.labels(kind).inc(count)
+
+    def queue_skipped(self) -> None:
+        self.queue_skips.inc()
 
     def telegram_sent(self, chat_kind: str) -> None:
         """One Telegram message sent to a chat of this kind (private, group, supergroup, channel)."""

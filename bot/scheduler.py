@@ -75,6 +75,12 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         """Start the jobs, wait for stop, then wind down cleanly."""
         self.app.reloader = self.reload_now
+        if self.app.queued():  # several instances on PostgreSQL: polls go through the queue
+            from .queue import Queue
+
+            self.app.queue = Queue(self.app, on_poll=self._after_poll)
+            self.app.queue.singletons.update(digests=self._digests, stories=self._refresh_stories,
+                                             housekeeping=self._housekeeping)
         await self.app.start(listen=True)
         self.scheduler.start()
         self.app.metrics.scheduler_started()
@@ -86,12 +92,17 @@ class Runner:
             self._schedule(feed.url, due or now + timedelta(seconds=self.rng.uniform(0, spread)))
         self._every(DELIVER_EVERY, "deliver", self._deliver)
         if self.app.telegram is not None:
-            self._every(DIGEST_EVERY, "digests", self._digests)
-            self._every(REFRESH_EVERY, "stories", self._refresh_stories)
+            self._every(DIGEST_EVERY, "digests", self._singleton("digests", self._digests))
+            self._every(REFRESH_EVERY, "stories",
+                        self._singleton("stories", self._refresh_stories))
+        if self.app.queue is not None:
+            await self.app.queue.sweep()
+            self._every(self.app.queue.timing.heartbeat, "sweep", self._sweep)
         self._every(RELOAD_EVERY, "reload", self._reload)
         self.watcher = Watcher.for_app(self.app)  # failing, silent feeds; quiet topics
         self._every(WATCH_EVERY, "watch", self.watcher.check)
-        self._every(HOUSEKEEPING_EVERY, "housekeeping", self._housekeeping, first=now)
+        self._every(HOUSEKEEPING_EVERY, "housekeeping",
+                    self._singleton("housekeeping", self._housekeeping), first=now)
         log.info("started", extra={"fields": {"feeds": len(self.app.feeds()),
                                               "topics": len(self.app.watchlist.topics)}})
         await stop.wait()
@@ -111,6 +122,9 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self.scheduler.shutdown(wait=False)
+        if self.app.queue is not None:  # its jobs in progress finish; the rest stays queued
+            await self.app.queue.stop()
+            return
         await self.app.deliver()
         log.info("stopped", extra={"fields": {}})
 
@@ -122,7 +136,17 @@ class Runner:
         self.scheduler.add_job(self._poll, "date", run_date=when, args=[url], id=f"feed:{url}",
                                replace_existing=True, misfire_grace_time=None)
 
-    def _every(self, seconds: int, name: str, job: Callable[[], Awaitable[None]],
+    def _singleton(self, name: str, job: Callable[[], Awaitable[None]]):
+        """A periodic job that must not run in two instances at once: queued when there is
+        a queue (whoever takes it runs it), else run here."""
+        async def run() -> None:
+            if self.app.queue is None:
+                await job()
+            elif await self.app.queue.defer_singleton(name):
+                self.app.metrics.queued("singleton")
+        return run
+
+    def _every(self, seconds: float, name: str, job: Callable[[], Awaitable[None]],
                first: datetime | None = None) -> None:
         when = {"next_run_time": first} if first else {}  # None would add the job paused
         self.scheduler.add_job(self._guarded(name, job, heartbeat=True), "interval",
@@ -150,6 +174,9 @@ class Runner:
         feed = next((f for f in self.app.feeds() if f.url == url), None)
         if feed is None or self.stopping:
             return  # removed from the watchlist since it was scheduled
+        if self.app.queue is not None:
+            await self._guarded(f"queue {feed.name}", lambda: self._queue_poll(feed))()
+            return
         outcome: PollOutcome | None = None
 
         async def body() -> None:
@@ -163,6 +190,29 @@ class Runner:
             self._all_failed_check(url, outcome)
         retry = self.app.clock() + timedelta(seconds=feed.interval)
         self._schedule(url, outcome.next_poll_at if outcome and outcome.next_poll_at else retry)
+
+    async def _queue_poll(self, feed) -> None:
+        """Queue mode: this instance's timer says the feed is due; if the store agrees, queue
+        its poll (once: a poll already waiting is not queued again), then look again when
+        it should next be due. Whichever instance's worker takes the job polls it."""
+        now = self.app.clock()
+        look = now + timedelta(seconds=feed.interval * (1 - self.app.settings.jitter))
+        try:
+            state = await self.app.store.run(self.app.store.feed_state, feed.url)
+            due = state.next_poll_at if state and state.next_poll_at else now
+            if due > now:
+                look = due  # polled since (here or elsewhere): look again when it is due
+            elif await self.app.queue.defer_poll(feed.url):
+                self.app.metrics.queued("poll")
+        finally:
+            self._schedule(feed.url, look)
+
+    def _after_poll(self, outcome: PollOutcome) -> None:
+        self._all_failed_check(outcome.feed.url, outcome)
+
+    async def _sweep(self) -> None:
+        await self.app.queue.sweep()
+        self.app.metrics.instances.set(self.app.queue.instances)
 
     def _all_failed_check(self, url: str, outcome: PollOutcome) -> None:
         """Warn once when the latest poll of every feed failed (no network, a proxy, DNS)."""

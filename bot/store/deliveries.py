@@ -127,19 +127,24 @@ class DeliveryStore:
     # ------------------------------------------------------------ leasing
 
     def lease_deliveries(self, *, now: datetime, until: datetime, limit: int = 1000,
-                         busy: Iterable[str] = ()) -> list[Delivery]:
-        """Take due rows, oldest first, at most PER_CHAT per chat, none of the busy chats.
+                         busy: Iterable[str] = (), chat: str | None = None,
+                         per_chat: int = PER_CHAT) -> list[Delivery]:
+        """Take due rows, oldest first, at most per_chat per chat, none of the busy chats
+        (chat: only that chat's).
 
         Each row is returned to one caller only until `until`; a worker that dies leaves
         them to be retried after that.
         """
         busy = set(busy)
+        due = [deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now]
+        if chat is not None:
+            due.append(deliveries.c.chat == chat)
         ranked = sa.select(
             deliveries.c.id, deliveries.c.chat,
             sa.func.row_number().over(partition_by=deliveries.c.chat,
                                       order_by=deliveries.c.id).label("n"),
-        ).where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now).subquery()
-        pick = sa.select(ranked.c.id, ranked.c.chat).where(ranked.c.n <= PER_CHAT)
+        ).where(*due).subquery()
+        pick = sa.select(ranked.c.id, ranked.c.chat).where(ranked.c.n <= per_chat)
         if busy:
             pick = pick.where(ranked.c.chat.not_in(sorted(busy)))
         pick = pick.order_by(ranked.c.id).limit(limit)
@@ -153,6 +158,23 @@ class DeliveryStore:
                        deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=until).returning(deliveries.c.id)))
             return self._deliveries(conn, sorted(taken))
+
+    def chats_due(self, *, now: datetime) -> list[str]:
+        """Chats that have rows due now (queue mode: one delivery job each), oldest first."""
+        query = (sa.select(deliveries.c.chat)
+                 .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+                 .group_by(deliveries.c.chat).order_by(sa.func.min(deliveries.c.id)))
+        with self._tx("finding chats to deliver to", write=False) as conn:
+            return list(conn.scalars(query))
+
+    def recent_sends(self, chat: str, *, since: datetime) -> list[datetime]:
+        """When messages to this chat were accepted since `since`, oldest first (whichever
+        instance sent them: the per-chat and per-group limits hold across instances)."""
+        query = (sa.select(deliveries.c.sent_at.distinct())
+                 .where(deliveries.c.chat == chat, deliveries.c.sent_at >= since)
+                 .order_by(deliveries.c.sent_at))
+        with self._tx("reading a chat's recent sends", write=False) as conn:
+            return list(conn.scalars(query))
 
     def digest_deliveries(self, chat: str) -> list[Delivery]:
         """The rows of one chat waiting for its next digest, oldest first."""

@@ -294,3 +294,19 @@ watch_conditions = sa.Table(
     sa.Column("lease_until", UTCDateTime),  # a notice is being sent by one instance until then
     sa.CheckConstraint("kind IN ('feed_failing', 'feed_silent', 'topic_quiet')", name="kind"),
 )
+
+# Several instances on PostgreSQL (bot/queue.py): the procrastinate worker each `veille run`
+# registered, by its name (host:pid), for `veille workers`. procrastinate's own tables
+# (procrastinate_*) are its schema, applied by migration 0005, not described here.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("worker_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+)
+
+
+def ours(name: str | None, type_: str) -> bool:
+    """Whether a database object is described here (alembic's include_name filter)."""
+    return type_ != "table" or not (name or "").startswith("procrastinate_")

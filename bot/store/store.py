@@ -30,6 +30,7 @@ from ..errors import StoreError
 from ..model import Alert, FeedSpec, Hit, Item, Match
 from ..stories import StoryIndex, title_fingerprint
 from .deliveries import DeliveryStore
+from .instances import InstanceStore
 from .subscribers import SubscriberStore
 from .stories import StoryStore
 from .watch import WatchStore
@@ -147,7 +148,7 @@ class PruneResult:
 # ---------------------------------------------------------------- the store
 
 
-class Store(DeliveryStore, SubscriberStore, StoryStore, WatchStore):
+class Store(DeliveryStore, SubscriberStore, StoryStore, WatchStore, InstanceStore):
     """veille's state; build it with Store.open(url)."""
 
     def __init__(self, engine: sa.Engine, *, serialize: bool = False) -> None:

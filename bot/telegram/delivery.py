@@ -32,11 +32,11 @@ from telegram.constants import ParseMode
 from ..deliver import story_context
 from ..errors import StoreError
 from ..model import Topic
-from ..store.deliveries import SURGE_PREFIX, Delivery, FanOut, base_topic
+from ..store.deliveries import PER_CHAT, SURGE_PREFIX, Delivery, FanOut, base_topic
 from ..summarize import summarize
 from . import policy
 from .client import Failure, classify
-from .pacing import Pacer
+from .pacing import CHAT_INTERVAL, GROUP_PER_MINUTE, Pacer, is_group
 from .render import DigestEntry, Rendered, render_alert, render_digest, render_surge
 
 log = logging.getLogger("veille.telegram")
@@ -99,6 +99,9 @@ class DeliveryWorker:
     rng: random.Random = field(default_factory=random.Random)
     lease: timedelta = LEASE  # how long leased rows are ours before another worker may take them
     metrics: Any = None  # bot.metrics.Metrics (telegram_sent, telegram_error, ...), optional
+    # queue mode (several instances, bot/queue.py): drain() hands the chats with due rows to
+    # this (one job per chat, run by whichever instance takes it) instead of sending itself
+    dispatch: Callable[[list[str]], Any] | None = None
     _chats: dict[str, asyncio.Task] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _stopping: bool = field(default=False, init=False)
@@ -117,6 +120,11 @@ class DeliveryWorker:
                 log.info("fan-out", extra={"fields": {
                     "alerts": fanned.alerts, "subscribers": fanned.subscribers,
                     "destinations": fanned.destinations}})
+            if self.dispatch is not None:
+                chats = await self.store.run(self.store.chats_due, now=now)
+                if chats:
+                    await self.dispatch(chats)
+                return len(chats)
             rows = await self.store.run(self.store.lease_deliveries, now=now,
                                         until=now + self.lease, limit=BATCH,
                                         busy=self.busy())
@@ -128,6 +136,37 @@ class DeliveryWorker:
                 self._chats[chat] = task
                 task.add_done_callback(lambda _t, c=chat: self._done(c, _t))
             return len(rows)
+
+    async def deliver_chat(self, chat: str) -> int:
+        """Queue mode: send this chat's due rows; the number leased.
+
+        The queue runs one job per chat at a time across instances (a procrastinate lock),
+        so only the spacing since the last send, perhaps by another instance, is read back
+        from the store: the chat's next message waits CHAT_INTERVAL after it, and a group
+        gets at most what its per-minute budget has left.
+        """
+        if self._stopping:
+            return 0
+        now = self.clock()
+        recent = await self.store.run(self.store.recent_sends, chat,
+                                      since=now - timedelta(seconds=60))
+        per_chat = PER_CHAT
+        if recent:
+            self.pacer.hold(chat, CHAT_INTERVAL - (now - recent[-1]).total_seconds())
+        if is_group(chat):
+            per_chat = min(per_chat, GROUP_PER_MINUTE - len(recent))
+            if per_chat <= 0:  # its minute is spent: the rows stay due for the next drain
+                return 0
+        rows = await self.store.run(self.store.lease_deliveries, now=now,
+                                    until=now + self.lease, chat=chat, per_chat=per_chat)
+        if rows:
+            task = asyncio.current_task()
+            self._chats[chat] = task
+            try:
+                await self._run_chat(chat, rows)
+            finally:
+                self._done(chat, task)
+        return len(rows)
 
     def busy(self) -> set[str]:
         """Chats whose task is still sending."""

@@ -46,7 +46,9 @@ class Pacer(BaseRateLimiter[None]):
                  group_per_minute: float = GROUP_PER_MINUTE,
                  chat_interval: float = CHAT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = overall
         self._overall = AsyncLimiter(OVERALL_BURST, OVERALL_BURST / overall)
+        self.instances = 1
         self._group_rate = group_per_minute
         self._groups: dict[str, AsyncLimiter] = {}
         self._interval = chat_interval
@@ -93,6 +95,20 @@ class Pacer(BaseRateLimiter[None]):
         self._floods = [(t, c) for t, c in self._floods if now - t < 1.0] + [(now, key)]
         if len({c for _, c in self._floods}) >= GLOBAL_FLOOD_CHATS:
             self._paused_until = max(self._paused_until, now + seconds)
+
+    def share(self, instances: int) -> None:
+        """Several instances send for one bot: each keeps 1/instances of the overall rate
+        (queue.py counts the live ones), so together they stay under Telegram's limit."""
+        instances = max(1, instances)
+        if instances != self.instances:
+            self.instances = instances
+            rate = self._rate / instances
+            self._overall = AsyncLimiter(min(OVERALL_BURST, rate), min(OVERALL_BURST, rate) / rate)
+
+    def hold(self, chat: int | str, seconds: float) -> None:
+        """Nothing goes to this chat for `seconds` (another instance sent to it lately)."""
+        key = str(chat)
+        self._next[key] = max(self._next.get(key, 0.0), self._clock() + max(0.0, seconds))
 
     def waiting(self, chat: int | str) -> float:
         """Seconds until this chat may get a message (0 when it may now)."""

@@ -13,7 +13,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-from bot.store.schema import metadata
+from bot.store.schema import metadata, ours
 
 config = context.config
 
@@ -24,6 +24,7 @@ def _run(connection: sa.Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         compare_type=True,
+        include_name=lambda name, type_, _parents: ours(name, type_),
     )
     with context.begin_transaction():
         context.run_migrations()
