@@ -29,8 +29,8 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEILLE_")}
     env.update(VEILLE_WATCHLISTS=str(tmp_path / "wl"), VEILLE_ALLOW_PRIVATE_URLS="1",
                VEILLE_DATABASE_URL=f"sqlite:///{tmp_path}/veille.db", VEILLE_NEWS_SEARCH="0",
-               VEILLE_STARTUP_SPREAD="0", VEILLE_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               **extra)
+               VEILLE_STARTUP_SPREAD="0", VEILLE_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env.update(extra)
     return env
 
 
