@@ -372,7 +372,7 @@ def weighted_jaccard(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Σ min / Σ max of the weights over the union of features (0 when both are empty)."""
     if not a or not b:
         return 0.0
-    low = sum(min(w, b[f]) for f, w in a.items() if f in b)
+    low = sum(min(a[f], b[f]) for f in a.keys() & b.keys())  # the shared ones: a few
     high = sum(a.values()) + sum(b.values()) - low
     return low / high if high else 0.0
 
