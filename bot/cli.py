@@ -167,14 +167,25 @@ def test_cmd(
     query: Optional[str] = typer.Option(
         None, "--query", "-q", metavar="QUERY",
         help="Try this query (aliases of the watchlists usable) instead of the topics."),
+    replay_since: Optional[str] = typer.Option(
+        None, "--replay", metavar="DURATION",
+        help="Instead of INPUT: the items stored in the last DURATION (7d), run through "
+             "--watchlists against the watchlist in force (same as `veille replay --since`)."),
 ) -> None:
     """Backtest: show which topics each item of INPUT matches, and why. Writes no state.
 
     With --query, each INPUT that is not a file or URL is a text to try (its first line is
-    the title, the rest the body). Exit status: 0; 1 when some input could not be read or
-    a .jsonl line was skipped, or a topic scored below --min-precision/--min-recall; 2 for
-    a bad option (unknown topic, a query that does not parse).
+    the title, the rest the body). With --replay 7d, the input is what was stored in the
+    last 7 days, and the output what the edited --watchlists would gain and lose per topic.
+    Exit status: 0; 1 when some input could not be read or a .jsonl line was skipped, or a
+    topic scored below --min-precision/--min-recall; 2 for a bad option (unknown topic, a
+    query that does not parse).
     """
+    if replay_since is not None:
+        if inputs or labels or query is not None:
+            _fail("--replay reads the stored items: give no INPUT, --labels or --query with it")
+        _replay(replay_since, watchlists, as_json, option="--replay")
+        return
     if query is not None:
         wl = _query_watchlist(watchlists, query)
     else:
@@ -829,14 +840,20 @@ def replay(
     """Run an edited watchlist over the items stored since --since and show, per topic, the
     items it would gain and lose against the watchlist in force ($VEILLE_WATCHLISTS).
 
-    Reads the database of VEILLE_DATABASE_URL; writes no state.
+    Reads the database of VEILLE_DATABASE_URL; writes no state. `veille test --replay 7d
+    -w DIR` does the same.
     """
+    _replay(since, watchlists, as_json)
+
+
+def _replay(since: str, watchlists: Optional[Path], as_json: bool,
+            option: str = "--since") -> None:
     from .replay import replay as replay_items, summary_line
 
     try:
         window = _duration(since)
     except ValueError as exc:
-        _fail(f"--since: {exc}")
+        _fail(f"{option}: {exc}")
     settings = _settings()
     in_force = _watchlist(None)
     edited = _watchlist(watchlists) if watchlists else in_force
@@ -972,6 +989,57 @@ def _subscriber_json(s, topics: tuple[str, ...]) -> dict:
 
 
 # ---------------------------------------------------------------- stories
+
+
+@app.command()
+def workers(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document: instances (with "
+                                 "their jobs), queued, orphans, failed, updates_consumer."),
+) -> None:
+    """The instances sharing the PostgreSQL database: each one's heartbeat and the jobs it
+    is running (feed polls, chats' deliveries, singletons), the jobs queued, the jobs of a
+    stopped instance waiting to be retried, and which instance consumes Telegram updates.
+
+    Needs VEILLE_DATABASE_URL on PostgreSQL (on SQLite one `veille run` does everything).
+    """
+    from .queue import UPDATES_LOCK, Timing
+
+    settings = _settings()
+    timing = Timing.from_lease(settings.lease_seconds)
+    with _store(settings, create=False) as store:
+        try:
+            view = store.queue_overview(within=timing.timeout, updates_lock=UPDATES_LOCK)
+        except ValueError as exc:
+            _fail(str(exc))
+    if as_json:
+        job = lambda j: {"id": j.id, "task": j.task, "subject": j.subject,  # noqa: E731
+                         "attempts": j.attempts, "started": _iso_or_none(j.started_at)}
+        sys.stdout.write(json.dumps({
+            "instances": [{"worker": i.worker_id, "name": i.name, "alive": i.alive,
+                           "started": _iso_or_none(i.started_at),
+                           "heartbeat": i.heartbeat_at.isoformat(),
+                           "jobs": [job(j) for j in i.jobs]} for i in view.instances],
+            "queued": view.queued, "orphans": [job(j) for j in view.orphans],
+            "failed": view.failed, "updates_consumer": view.updates_consumer,
+            "leased_deliveries": view.leased}, ensure_ascii=False) + "\n")
+        return
+    if not view.instances:
+        out.print(Text("no instance is running on this database (veille run starts one)"))
+    for i in view.instances:
+        state = "alive" if i.alive else "stopped (no heartbeat: its jobs go to the others)"
+        out.print(Text(f"{i.name}  worker {i.worker_id}  {state}  heartbeat "
+                       f"{_when(i.heartbeat_at)}  {_plural(len(i.jobs), 'job')}",
+                       style="bold" if i.alive else "red"))
+        for j in i.jobs:
+            out.print(Text(f"    {j.task:<17} {j.subject}  since {_when(j.started_at, '-')}"
+                           + (f"  (attempt {j.attempts + 1})" if j.attempts else ""),
+                           style="dim"))
+    for j in view.orphans:
+        out.print(Text(f"  orphaned {j.task} {j.subject}: to be retried", style="yellow"))
+    queued = ", ".join(f"{q} {n}" for q, n in sorted(view.queued.items())) or "none"
+    out.print(Text(f"queued: {queued}; failed: {view.failed}; deliveries leased: "
+                   f"{view.leased}"))
+    out.print(Text("Telegram updates: " + (view.updates_consumer or "nobody consumes them")))
 
 
 @app.command()

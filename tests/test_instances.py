@@ -5,8 +5,11 @@ one instance is SIGKILLed the other takes over its polls, its deliveries and the
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -88,6 +91,13 @@ def polled_by(run: Veille) -> set[str]:
         f"Feed {i}" for i in range(len(HEADLINES))}
 
 
+def workers_json(env: dict[str, str]) -> dict:
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "workers", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def updates_holder(name: str) -> str | None:
     """application_name of the connection holding the updates lock."""
     from bot.queue import UPDATES_LOCK
@@ -113,6 +123,7 @@ def test_two_instances_deliver_every_alert_once_and_fetch_each_feed_once(
         fake_bot.user_sends(CHATS[0], "/help")
         wait_until(lambda: len(fake_bot.messages(CHATS[0])) > len(HEADLINES),
                    "the reply to /help")
+        view = workers_json(env)
     finally:
         codes = [run.stop(signal.SIGTERM) for run in runs]
     assert codes == [0, 0], runs[0].err[-2000:] + runs[1].err[-2000:]
@@ -122,6 +133,12 @@ def test_two_instances_deliver_every_alert_once_and_fetch_each_feed_once(
     assert set(fetches(feed_server).values()) == {1}  # one fetch per feed in the cycle
     assert len(fake_bot.messages(CHATS[0])) == len(HEADLINES) + 1  # one consumer: one reply
     assert fake_bot.too_many_requests == 0
+    assert [c for c in fake_bot.calls_to("getUpdates") if c.status == 409] == []
+    # `veille workers` saw both instances alive, by name, and the one consuming updates
+    names = {f"{i['name'].split(':')[0]}:{run.proc.pid}" for i in view["instances"]
+             for run in runs if i["name"].endswith(f":{run.proc.pid}")}
+    assert len(names) == 2 and all(i["alive"] for i in view["instances"]), view
+    assert any(view["updates_consumer"].startswith(f"veille {n}") for n in names), view
     shares = [polled_by(run) for run in runs]
     assert not shares[0] & shares[1]  # no feed polled by both
     assert shares[0] | shares[1] == {f"Feed {i}" for i in range(len(HEADLINES))}

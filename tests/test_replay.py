@@ -53,10 +53,10 @@ def edited(tmp_path: Path, in_force: Path, topics: str) -> Path:
     return directory
 
 
-def replay_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def replay_cli(tmp_path: Path, *args: str, command: str = "replay") -> subprocess.CompletedProcess:
     env = env_for(tmp_path)
     env["VEILLE_DATABASE_URL"] = f"sqlite:///{tmp_path}/state/veille.db"  # make_env's database
-    return subprocess.run([sys.executable, "-m", "bot.cli", "replay", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bot.cli", command, *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -109,3 +109,16 @@ def test_a_bad_duration_is_refused(stored: Path, tmp_path: Path) -> None:
     done = replay_cli(tmp_path, "--since", "a week")
     assert done.returncode == 2
     assert "--since: 'a week' is not a duration like 30m, 24h, 7d" in done.stderr
+
+
+def test_veille_test_replay_is_the_same_replay(stored: Path, tmp_path: Path) -> None:
+    edit = edited(tmp_path, stored, TOPICS_YAML.replace(*ADDED_BRANCH))
+    via_test = replay_cli(tmp_path, "--replay", "7d", "-w", str(edit), "--json", command="test")
+    via_replay = replay_cli(tmp_path, "--since", "7d", "-w", str(edit), "--json")
+    assert via_test.returncode == 0, via_test.stderr
+    assert by_topic(via_test.stdout) == by_topic(via_replay.stdout)
+    assert links(by_topic(via_test.stdout)["power-of-siberia-2"]["gained"]) == [ROUTE["link"]]
+    mixed = replay_cli(tmp_path, "--replay", "7d", "feed.xml", command="test")
+    assert mixed.returncode == 2 and "give no INPUT" in mixed.stderr
+    bad = replay_cli(tmp_path, "--replay", "soon", command="test")
+    assert bad.returncode == 2 and "--replay: 'soon' is not a duration" in bad.stderr

@@ -170,7 +170,7 @@ class DeliveryStore:
     def recent_sends(self, chat: str, *, since: datetime) -> list[datetime]:
         """When messages to this chat were accepted since `since`, oldest first (whichever
         instance sent them: the per-chat and per-group limits hold across instances)."""
-        query = (sa.select(deliveries.c.sent_at.distinct())
+        query = (sa.select(deliveries.c.sent_at).distinct()
                  .where(deliveries.c.chat == chat, deliveries.c.sent_at >= since)
                  .order_by(deliveries.c.sent_at))
         with self._tx("reading a chat's recent sends", write=False) as conn:

@@ -1,0 +1,177 @@
+"""Queue mode, in process: the delivery worker hands chats to the queue instead of sending,
+a chat job keeps the per-chat and per-group limits across instances (read from the store),
+the overall rate is shared between live instances, and the job wrapper retries a failing
+job with backoff. Real SQLite / PostgreSQL and the fake Bot API; the multi-process
+behaviour is in test_instances.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from bot.queue import MAX_ATTEMPTS, Queue, Timing, conninfo
+from bot.store.schema import deliveries
+from bot.telegram.pacing import GROUP_PER_MINUTE, OVERALL_PER_SECOND, Pacer
+from tests.fakebot import fake_bot  # noqa: F401  (fixture)
+from tests.test_delivery import Clock, claim, make_worker, statuses, store, subscribe  # noqa: F401
+
+
+async def test_in_queue_mode_drain_fans_out_and_dispatches_each_due_chat_once(
+        store, fake_bot) -> None:
+    clock = Clock()
+    subscribe(store, fake_bot, 301, ("pos2",), clock)
+    subscribe(store, fake_bot, 302, ("pos2", "sanctions"), clock)
+    claim(store, 4, clock)
+    worker, _app = make_worker(store, fake_bot, clock)
+    handed: list[list[str]] = []
+
+    async def dispatch(chats: list[str]) -> None:
+        handed.append(chats)
+
+    worker.dispatch = dispatch
+    assert await worker.drain() == 2
+    assert handed == [["301", "302"]]
+    assert fake_bot.sent_count() == 0  # nothing sent: the chats' jobs will
+    assert statuses(store) == {"pending": 6}
+
+
+async def test_a_chat_job_sends_that_chat_only_and_in_order(store, fake_bot) -> None:
+    clock = Clock()
+    subscribe(store, fake_bot, 311, ("pos2", "sanctions"), clock)
+    subscribe(store, fake_bot, 312, ("pos2", "sanctions"), clock)
+    claim(store, 4, clock)
+    worker, app = make_worker(store, fake_bot, clock)
+    worker.dispatch = lambda chats: _nothing()
+    await worker.drain()
+    await app.bot.initialize()
+    try:
+        assert await worker.deliver_chat("311") == 4
+    finally:
+        await app.bot.shutdown()
+    assert len(fake_bot.messages(311)) == 4 and fake_bot.messages(312) == []
+    ids = [r.message_id for r in sorted(store.deliveries_of(range(1, 5))[1]
+                                        + store.deliveries_of(range(1, 5))[4],
+                                        key=lambda r: r.alert_id) if r.chat == "311"]
+    assert ids == sorted(ids)  # oldest alert first
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _sent_earlier(store, chat: str, times) -> None:
+    """Rows of this chat marked sent at these times (as another instance would have)."""
+    with store._engine.begin() as conn:
+        ids = list(conn.scalars(sa.select(deliveries.c.id).where(
+            deliveries.c.chat == chat, deliveries.c.status == "pending")
+            .order_by(deliveries.c.id).limit(len(times))))
+        for delivery_id, at in zip(ids, times):
+            conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id)
+                         .values(status="sent", sent_at=at, message_id=1))
+
+
+@pytest.mark.parametrize("earlier, leased", [(0, GROUP_PER_MINUTE), (15, GROUP_PER_MINUTE - 15),
+                                             (GROUP_PER_MINUTE, 0)])
+async def test_a_group_job_takes_only_what_the_minute_has_left(
+        store, fake_bot, earlier, leased) -> None:
+    clock = Clock()
+    subscribe(store, fake_bot, -1001, ("pos2", "sanctions"), clock, kind="supergroup")
+    claim(store, 45, clock)
+    worker, app = make_worker(store, fake_bot, clock)
+    worker.dispatch = lambda chats: _nothing()
+    await worker.drain()
+    # `earlier` messages went to the group in the last minute, from another instance
+    _sent_earlier(store, "-1001", [clock.now - timedelta(seconds=50 - i)
+                                   for i in range(earlier)])
+    await app.bot.initialize()
+    try:
+        assert await worker.deliver_chat("-1001") == leased
+    finally:
+        await app.bot.shutdown()
+    assert len(fake_bot.messages(-1001)) == leased
+    assert statuses(store)["pending"] == 45 - earlier - leased
+
+
+async def test_a_chat_job_waits_the_chat_interval_after_another_instances_send(
+        store, fake_bot) -> None:
+    clock = Clock()
+    subscribe(store, fake_bot, 321, ("pos2", "sanctions"), clock)
+    claim(store, 3, clock)
+    worker, _app = make_worker(store, fake_bot, clock, pacer=Pacer())
+    worker.dispatch = lambda chats: _nothing()
+    await worker.drain()
+    _sent_earlier(store, "321", [clock.now - timedelta(seconds=0.4)])
+    assert worker.pacer.waiting("321") == 0.0
+    worker.store = _Peek(store, worker)  # look at the pacer once the lease is taken
+    await worker.deliver_chat("321")
+    assert 0.5 < worker.store.seen <= 0.7  # 1.1 s after the send 0.4 s ago
+
+
+class _Peek:
+    """The store, recording how long the pacer holds the chat when the rows are leased."""
+
+    def __init__(self, store, worker) -> None:
+        self._store, self._worker, self.seen = store, worker, None
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def run(self, method, *args, **kwargs):
+        if method == self._store.lease_deliveries:
+            self.seen = self._worker.pacer.waiting("321")
+            return []
+        return await self._store.run(method, *args, **kwargs)
+
+
+def test_the_overall_rate_is_split_between_live_instances() -> None:
+    pacer = Pacer()
+    rate = lambda: pacer._overall.max_rate / pacer._overall.time_period  # noqa: E731
+    assert rate() == pytest.approx(OVERALL_PER_SECOND)
+    pacer.share(3)
+    assert rate() == pytest.approx(OVERALL_PER_SECOND / 3)
+    pacer.share(1)
+    assert rate() == pytest.approx(OVERALL_PER_SECOND)
+
+
+def test_a_dead_instance_is_noticed_within_the_lease() -> None:
+    timing = Timing.from_lease(120)
+    assert timing.timeout == 120 and timing.heartbeat == 10
+    quick = Timing.from_lease(4)
+    assert quick.timeout == 4 and quick.heartbeat == 1
+
+
+def test_conninfo_keeps_the_password_for_the_driver_only() -> None:
+    url = conninfo("postgresql+psycopg://veille:s3cret@db.internal:5433/veille")
+    assert url == "postgresql://veille:s3cret@db.internal:5433/veille"
+
+
+class _App:
+    """What Queue reads of an App, without a database."""
+
+    class settings:  # noqa: N801
+        lease_seconds = 4.0
+        concurrency = 10
+        database_url = "postgresql+psycopg://postgres@127.0.0.1/none"
+
+
+async def test_a_failing_job_is_queued_again_with_backoff_until_the_last_attempt() -> None:
+    queue = Queue(_App())
+    deferred: list[tuple[str, dict, float]] = []
+
+    async def record(task, *, lock, args, delay=0.0) -> bool:
+        deferred.append((lock, args, delay))
+        return True
+
+    queue._defer = record
+
+    async def broken(url: str) -> None:
+        raise RuntimeError("store away")
+
+    job = queue._retrying(broken, "poll")
+    await job(url="http://f/1.xml")
+    await job(attempt=3, url="http://f/1.xml")
+    await job(attempt=MAX_ATTEMPTS, url="http://f/1.xml")  # the last: given up
+    assert deferred == [("feed:http://f/1.xml", {"url": "http://f/1.xml", "attempt": 2}, 2.0),
+                        ("feed:http://f/1.xml", {"url": "http://f/1.xml", "attempt": 4}, 8.0)]
