@@ -83,6 +83,10 @@ class PollSettings:
     surge: SurgeRule = field(default_factory=SurgeRule)  # coverage surges (VEILLE_SURGE_*)
     fetch_articles: bool = False  # fetch the article when the feed's text is too thin
     llm: LLM | None = None  # summaries by an OpenAI-compatible endpoint (llm.py)
+    # polls between their fetch and the end of their claim: a cycle starts every feed at
+    # once, and the bodies that the fetcher (50 at a time) is faster to get than the parse
+    # workers to parse would otherwise all wait in memory (~60 KB each, then their items)
+    in_flight: int = 64
 
 
 class Pipeline:
@@ -104,10 +108,18 @@ class Pipeline:
         # open stories of the last 72 h: rebuilt from the store by the first claim, then kept
         # up to date by each claim (stories.py, store/stories.py)
         self.stories = StoryIndex()
+        self._in_flight: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def close(self) -> None:
         """Remove the files handed to the workers."""
         self.matchers.close()
+
+    def _slots(self) -> asyncio.Semaphore:
+        """The in_flight semaphore of the running loop (tests run a pipeline in several)."""
+        loop = asyncio.get_running_loop()
+        if self._in_flight is None or self._in_flight[0] is not loop:
+            self._in_flight = (loop, asyncio.Semaphore(self.settings.in_flight))
+        return self._in_flight[1]
 
     async def poll(self, feed: FeedSpec, state: FeedState | None = None) -> PollOutcome:
         """Poll one feed; never raises for a feed's own failures (they are recorded).
@@ -126,6 +138,20 @@ class Pipeline:
         return outcome
 
     async def _poll(self, feed: FeedSpec, state: FeedState | None) -> PollOutcome:
+        async with self._slots():  # at most in_flight bodies fetched and not yet claimed
+            done = await self._fetch_and_claim(feed, state)
+        if isinstance(done, PollOutcome):
+            return done
+        outcome, alerts, now = done
+        await self._enrich(alerts)
+        await self._surges({a.topic for a in alerts}, now)
+        return outcome
+
+    async def _fetch_and_claim(
+        self, feed: FeedSpec, state: FeedState | None
+    ) -> PollOutcome | tuple[PollOutcome, Sequence[Alert], datetime]:
+        """Fetch, parse and claim; the outcome, with the alerts to enrich when there are new
+        items (a PollOutcome alone when nothing more is to be done)."""
         if state is None:
             state = await self.store.run(self.store.feed_state, feed.url)
         if state is None:
@@ -164,15 +190,14 @@ class Pipeline:
             return await self._failed(feed, state.error_streak + 1, result, f"store: {exc}")
         finally:
             self.stories.withdraw(tickets)
-        await self._enrich(claim.alerts)
-        await self._surges({a.topic for a in claim.alerts}, now)
-        return PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
-                           items=len(items), new_items=claim.new, alerts=claim.alerts,
-                           silent=claim.silent, skipped=parsed.feed.skipped,
-                           undated=_undated(claim.items, parsed.matches) if cutoff else 0,
-                           matches=len(parsed.matches), fetch_seconds=result.elapsed,
-                           parse_seconds=parse_seconds,
-                           topic_matches=_per_topic(parsed.matches, claim.items))
+        outcome = PollOutcome(feed, "new", http_status=result.status, next_poll_at=next_at,
+                              items=len(items), new_items=claim.new, alerts=claim.alerts,
+                              silent=claim.silent, skipped=parsed.feed.skipped,
+                              undated=_undated(claim.items, parsed.matches) if cutoff else 0,
+                              matches=len(parsed.matches), fetch_seconds=result.elapsed,
+                              parse_seconds=parse_seconds,
+                              topic_matches=_per_topic(parsed.matches, claim.items))
+        return outcome, claim.alerts, now
 
     async def _parse(self, feed: FeedSpec, result: FetchResult, known: frozenset[str]) -> Parsed:
         """Parse and match in the executor (another process by default): both are CPU-bound.
