@@ -272,17 +272,20 @@ class UpdatesLeader:
         self.every = every
         self.name = name or instance_name()
         self.leading = False
+        self._closing = False
         self._task: asyncio.Task | None = None
 
     def begin(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def end(self) -> None:
+        """Stop consuming, then release the lock (closing its connection)."""
+        self._closing = True
+        if self.leading:
+            await self._stop_consuming()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.leading:
-            await self._stop_consuming()
 
     async def _loop(self) -> None:
         import psycopg
@@ -293,7 +296,9 @@ class UpdatesLeader:
                         self._conninfo, autocommit=True,
                         application_name=f"veille {self.name} updates"[:63]) as conn:
                     while True:
-                        if not self.leading:
+                        if self._closing:
+                            pass
+                        elif not self.leading:
                             got = await (await conn.execute(
                                 "SELECT pg_try_advisory_lock(%s)", (UPDATES_LOCK,))).fetchone()
                             if got and got[0]:
