@@ -232,6 +232,11 @@ class Queue:
 
     # ------------------------------------------------------------ sweeps
 
+    async def prune(self, hours: int = 72) -> None:
+        """Forget finished jobs (failed and aborted ones too) older than `hours`."""
+        await self.procrastinate.job_manager.delete_old_jobs(
+            nb_hours=hours, include_failed=True, include_cancelled=True, include_aborted=True)
+
     async def sweep(self) -> None:
         """Give a dead instance's jobs back to the queue and count the live instances (the
         Telegram rate is shared between them)."""

@@ -240,6 +240,8 @@ class Runner:
     async def _housekeeping(self) -> None:
         before = self.app.clock() - timedelta(days=self.app.settings.retention_days)
         pruned = await self.app.store.run(self.app.store.prune, before=before)
+        if self.app.queue is not None:
+            await self.app.queue.prune()
         log.info("housekeeping", extra={"fields": {"items": pruned.items, "alerts": pruned.alerts,
                                                    "before": before.isoformat()}})
 

@@ -16,6 +16,7 @@ from bot.store.schema import deliveries
 from bot.telegram.pacing import GROUP_PER_MINUTE, OVERALL_PER_SECOND, Pacer
 from tests.fakebot import fake_bot  # noqa: F401  (fixture)
 from tests.test_delivery import Clock, claim, make_worker, statuses, store, subscribe  # noqa: F401
+from tests.test_web import pg_db  # noqa: F401  (fixture)
 
 
 async def test_in_queue_mode_drain_fans_out_and_dispatches_each_due_chat_once(
@@ -175,3 +176,77 @@ async def test_a_failing_job_is_queued_again_with_backoff_until_the_last_attempt
     await job(attempt=MAX_ATTEMPTS, url="http://f/1.xml")  # the last: given up
     assert deferred == [("feed:http://f/1.xml", {"url": "http://f/1.xml", "attempt": 2}, 2.0),
                         ("feed:http://f/1.xml", {"url": "http://f/1.xml", "attempt": 4}, 8.0)]
+
+
+# ---------------------------------------------------------------- on PostgreSQL
+
+
+class _PgApp:
+    """A Queue's view of an App on a real PostgreSQL store (no Telegram)."""
+
+    telegram = None
+
+    def __init__(self, url: str) -> None:
+        from bot.store import Store
+
+        self.store = Store.open(url)
+        self.settings = type("S", (), {"lease_seconds": 4.0, "concurrency": 10,
+                                       "database_url": url})()
+
+
+@pytest.fixture
+async def pg_queue(pg_db):
+    from tests.test_instances import db_url
+
+    app = _PgApp(db_url(pg_db))
+    queue = Queue(app, name="test:1")
+    await queue.procrastinate.open_async()
+    queue._open = True
+    yield queue
+    await queue.stop()
+    app.store.close()
+
+
+def _sql(queue, text: str, **params):
+    with queue.app.store._engine.begin() as conn:
+        result = conn.execute(sa.text(text), params)
+        return result.all() if result.returns_rows else []
+
+
+async def test_a_feed_is_queued_once_while_its_poll_waits(pg_queue) -> None:
+    assert await pg_queue.defer_poll("http://f/1.xml") is True
+    assert await pg_queue.defer_poll("http://f/1.xml") is False  # already waiting
+    assert await pg_queue.defer_poll("http://f/2.xml") is True
+    assert await pg_queue.defer_chats(["42", "42", "-100"]) == 2
+    rows = _sql(pg_queue, "SELECT task_name, lock, queueing_lock FROM procrastinate_jobs "
+                          "ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("veille.poll", "feed:http://f/1.xml", "feed:http://f/1.xml"),
+        ("veille.poll", "feed:http://f/2.xml", "feed:http://f/2.xml"),
+        ("veille.deliver", "chat:42", "chat:42"), ("veille.deliver", "chat:-100", "chat:-100")]
+
+
+async def test_a_dead_instances_jobs_go_back_to_the_queue(pg_queue) -> None:
+    from procrastinate.jobs import Status
+
+    manager = pg_queue.procrastinate.job_manager
+    await pg_queue.defer_poll("http://f/1.xml")
+    await pg_queue.defer_poll("http://f/2.xml")
+    dead = await manager.register_worker()
+    for _ in range(2):  # a worker that took both jobs, then stopped beating
+        await manager.fetch_job(queues=None, worker_id=dead)
+    _sql(pg_queue, "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+                   "WHERE id = :id", id=dead)
+    await pg_queue.defer_poll("http://f/2.xml")  # f/2's next poll is queued meanwhile
+    live = await manager.register_worker()
+    assert pg_queue.app.store.live_instances(within=4.0) == 1  # `live`, not the dead one
+    assert live != dead
+    await pg_queue.sweep()
+    rows = _sql(pg_queue, "SELECT lock, status FROM procrastinate_jobs ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("feed:http://f/1.xml", "todo"),  # retried: another worker takes it
+        ("feed:http://f/2.xml", Status.ABORTED.value),  # the later job of f/2 does it
+        ("feed:http://f/2.xml", "todo")]
+    await pg_queue.prune(hours=0)
+    left = _sql(pg_queue, "SELECT status FROM procrastinate_jobs ORDER BY id")
+    assert [r.status for r in left] == ["todo", "todo"]  # the aborted one is forgotten
