@@ -1,7 +1,7 @@
 """MinHash signatures of shingle sets and a banded LSH index over them (numpy): which stored
 texts may be near-copies of a new one, among thousands, in microseconds.
 
-The scheme is datasketch's (a 32-bit hash per shingle, then per permutation the minimum of
+The scheme is datasketch's (a 32-bit hash per shingle, here crc32, then per permutation the minimum of
 (a·h + b) mod 2⁶¹−1, kept to 32 bits; bands of r rows, a candidate shares one whole band),
 written here rather than imported: datasketch hashes each shingle with SHA-1 and builds a
 MinHash object per text (0.1–0.2 ms a text in a claim), and its LSH module imports scipy
@@ -14,7 +14,6 @@ stories.py for canonical URLs and signatures, never load numpy.
 
 from __future__ import annotations
 
-import zlib
 from typing import Hashable, Iterable
 
 import numpy as np
@@ -31,9 +30,10 @@ class MinHasher:
         self.a = rng.randint(1, int(_PRIME), num_perm, dtype=np.uint64)
         self.b = rng.randint(0, int(_PRIME), num_perm, dtype=np.uint64)
 
-    def __call__(self, shingles: Iterable[str]) -> np.ndarray | None:
-        """uint32 values, one per permutation; None for an empty set."""
-        hashes = np.fromiter((zlib.crc32(s.encode("utf-8")) for s in shingles), np.uint64)
+    def __call__(self, shingles: Iterable[int]) -> np.ndarray | None:
+        """uint32 values, one per permutation, of a set of 32-bit shingle hashes (crc32 of
+        the text: stories.shingle_hash); None for an empty set."""
+        hashes = np.fromiter(shingles, np.uint64)
         if not hashes.size:
             return None
         # a·h overflows 64 bits and wraps, as in datasketch: still a fine permutation family

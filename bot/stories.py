@@ -8,7 +8,9 @@ import binascii
 import functools
 import hashlib
 import re
+import sys
 import threading
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -255,8 +257,11 @@ class Signature:
     title: str
     lang: str
     when: datetime | None  # None until the claim gives the time (an undated item's)
-    title_units: frozenset[str]  # title words (CJK: character pairs), for copies
-    lead_shingles: frozenset[str]  # 3-unit shingles of the lead, for copies
+    # hashed (shingle_hash): an index holds 72 h of them, and ints are half the size of the
+    # strings; the exact Jaccard of two sets of 32-bit hashes differs from the strings' only
+    # on a collision
+    title_units: frozenset[int]  # title words (CJK: character pairs), for copies
+    lead_shingles: frozenset[int]  # 3-unit shingles of the lead, for copies
     features: Mapping[str, float]  # weighted names, numbers, words of title and lead
     title_features: Mapping[str, float]  # the same, of the title alone
     numbers: frozenset[str]  # numbers in the title
@@ -290,8 +295,8 @@ def signature(item: Item, match: Match | None, *, key: str,
         key=key, topic=match.topic if match else "", url=url, link=target, outlet=outlet,
         title=title,
         lang=(item.lang or "").split("-")[0].lower(), when=item.published or when,
-        title_units=frozenset(_title_shingles(title_units)),
-        lead_shingles=frozenset(_ngrams(_units(lead_toks), 3)),
+        title_units=frozenset(map(shingle_hash, _title_shingles(title_units))),
+        lead_shingles=frozenset(map(shingle_hash, _ngrams(_units(lead_toks), 3))),
         features=features, title_features=in_title,
         numbers=_title_numbers(title, title_toks, match))
 
@@ -318,6 +323,11 @@ def _units(toks: Sequence[Token]) -> list[str]:
 def _term_units(term: str) -> tuple[str, ...]:
     """The units of a matched term (a topic's terms repeat on every item)."""
     return tuple(_units(tokens(term)))
+
+
+def shingle_hash(shingle: str) -> int:
+    """A shingle's stable 32-bit hash (the same in every process, unlike hash())."""
+    return zlib.crc32(shingle.encode("utf-8"))
 
 
 def _title_shingles(units: list[str]) -> list[str]:
@@ -425,8 +435,10 @@ class _TopicIndex:
             self.leads.insert(sig.key, sig.lead_hash)
         for f in sig.salient:
             self.postings.setdefault(f, set()).add(sig.key)
-        if sig.title_hash is not None or sig.lead_hash is not None:  # the bands keep them
-            self.members[sig.key] = _Member(story, replace(sig, title_hash=None, lead_hash=None))
+        # kept for 72 h: the bands keep the MinHash values; features share their strings
+        self.members[sig.key] = _Member(story, replace(
+            sig, title_hash=None, lead_hash=None, features=_shared(sig.features),
+            title_features=_shared(sig.title_features)))
         keys = self.stories.setdefault(story, [])
         keys.append(sig.key)
         self.last[story] = max(self.last.get(story, sig.when), sig.when)
@@ -504,6 +516,14 @@ class _TopicIndex:
             if score >= REPORT_SCORE and (best is None or score > best.score):
                 best = Decision(self.members[key].story, "report", score, key)
         return best
+
+
+def _shared(features: Mapping[str, float]) -> dict[str, float]:
+    """features with interned names and weights (thousands of members repeat them)."""
+    return {sys.intern(f): _WEIGHTS.setdefault(w, w) for f, w in features.items()}
+
+
+_WEIGHTS: dict[float, float] = {}  # a handful of distinct weights: one float object each
 
 
 def _may_report(sig: Signature, other: Signature, last: datetime | None) -> bool:

@@ -4,16 +4,19 @@ LSH offers near-copies as candidates and keeps unrelated texts out (seeded, gene
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 
 from bot.minhash import BandedLSH, MinHasher, estimate
 
 
-def _pair(rng: random.Random, size: int, shared: int) -> tuple[set[str], set[str]]:
-    common = {f"c{rng.randrange(10**9)}" for _ in range(shared)}
-    return (common | {f"a{rng.randrange(10**9)}" for _ in range(size - shared)},
-            common | {f"b{rng.randrange(10**9)}" for _ in range(size - shared)})
+def _pair(rng: random.Random, size: int, shared: int) -> tuple[set[int], set[int]]:
+    """Two sets of shingle hashes (crc32, as stories.shingle_hash) sharing `shared`."""
+    word = lambda tag: zlib.crc32(f"{tag}{rng.randrange(10**9)}".encode())  # noqa: E731
+    common = {word("c") for _ in range(shared)}
+    return (common | {word("a") for _ in range(size - shared)},
+            common | {word("b") for _ in range(size - shared)})
 
 
 def test_the_estimate_tracks_the_true_jaccard() -> None:
@@ -27,7 +30,7 @@ def test_the_estimate_tracks_the_true_jaccard() -> None:
 
 
 def test_values_depend_on_the_set_and_the_seed_only() -> None:
-    words = [f"w{i}" for i in range(30)]
+    words = [zlib.crc32(f"w{i}".encode()) for i in range(30)]
     assert (MinHasher(64, 7)(words) == MinHasher(64, 7)(reversed(words))).all()
     assert not (MinHasher(64, 7)(words) == MinHasher(64, 8)(words)).all()
     assert MinHasher()([]) is None
