@@ -14,7 +14,7 @@ stories.py for canonical URLs and signatures, never load numpy.
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable
+from typing import Any, Hashable, Iterable
 
 import numpy as np
 
@@ -47,13 +47,18 @@ def estimate(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class BandedLSH:
-    """Keys by the bands of their MinHash values: query() gives the keys sharing a band."""
+    """Keys by the bands of their MinHash values: query() gives the keys sharing a band.
+
+    Kept small, as an index holds 72 h of texts: a band is keyed by the hash of its bytes
+    (this process's hash(): the index never leaves it; a false match of 64 bits is a
+    candidate more, which the exact Jaccard then refuses), and a bucket holding one key
+    holds it bare (most do), not in a list.
+    """
 
     def __init__(self, bands: int, rows: int) -> None:
         self.bands, self.rows = bands, rows
-        # buckets are lists: most hold one key, and a list of one is a third of a set's size
-        self._tables: list[dict[bytes, list[Hashable]]] = [{} for _ in range(bands)]
-        self._keys: dict[Hashable, list[bytes]] = {}
+        self._tables: list[dict[int, Any]] = [{} for _ in range(bands)]
+        self._keys: dict[Hashable, tuple[int, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -61,32 +66,49 @@ class BandedLSH:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._keys
 
-    def _bands(self, values: np.ndarray) -> list[bytes]:
+    def _bands(self, values: np.ndarray) -> tuple[int, ...]:
         grid = values[: self.bands * self.rows].reshape(self.bands, self.rows)
-        return [row.tobytes() for row in grid]
+        return tuple(hash(row.tobytes()) for row in grid)
 
     def insert(self, key: Hashable, values: np.ndarray) -> None:
         if key in self._keys:
             self.remove(key)
         bands = self._keys[key] = self._bands(values)
         for table, band in zip(self._tables, bands):
-            table.setdefault(band, []).append(key)
+            found = table.get(band, _EMPTY)
+            if found is _EMPTY:
+                table[band] = key
+            elif type(found) is _Bucket:
+                found.append(key)
+            else:
+                table[band] = _Bucket((found, key))
 
     def remove(self, key: Hashable) -> None:
         """Forget key (nothing when it is not there)."""
-        bands = self._keys.pop(key, None)
-        for table, band in zip(self._tables, bands or ()):
-            found = table.get(band)
-            if found is not None and key in found:
-                found.remove(key)
-                if not found:
-                    del table[band]
+        for table, band in zip(self._tables, self._keys.pop(key, ())):
+            found = table.get(band, _EMPTY)
+            if type(found) is _Bucket:
+                if key in found:
+                    found.remove(key)
+                if len(found) == 1:
+                    table[band] = found[0]
+            elif found == key:
+                del table[band]
 
     def query(self, values: np.ndarray) -> set[Hashable]:
         """The keys that share at least one band with these values."""
         out: set[Hashable] = set()
         for table, band in zip(self._tables, self._bands(values)):
-            found = table.get(band)
-            if found:
+            found = table.get(band, _EMPTY)
+            if type(found) is _Bucket:
                 out.update(found)
+            elif found is not _EMPTY:
+                out.add(found)
         return out
+
+
+class _Bucket(list):
+    """Two keys or more in one band (a key is hashable: never a list, so never taken for one)."""
+
+
+_EMPTY = object()

@@ -50,3 +50,19 @@ def test_lsh_offers_near_copies_and_not_unrelated_sets(bands: int, rows: int) ->
     assert sum(n in lsh.query(v) for n, v in strangers) == 0
     lsh.remove(0)
     assert 0 not in lsh and 0 not in lsh.query(copies[0][1]) and len(lsh) == 199
+
+
+def test_keys_sharing_every_band_come_and_go_one_by_one() -> None:
+    values = MinHasher(64, seed=7)([zlib.crc32(f"w{i}".encode()) for i in range(20)])
+    lsh = BandedLSH(16, 4)
+    for key in ("a", "b", ("c", 3)):
+        lsh.insert(key, values)
+    assert lsh.query(values) == {"a", "b", ("c", 3)}
+    lsh.insert("a", values)  # again: still once
+    lsh.remove("b")
+    assert lsh.query(values) == {"a", ("c", 3)}
+    lsh.remove("a")
+    assert lsh.query(values) == {("c", 3)}
+    lsh.remove("nobody")
+    lsh.remove(("c", 3))
+    assert lsh.query(values) == set() and len(lsh) == 0
