@@ -1,12 +1,12 @@
 """MinHash signatures of shingle sets and a banded LSH index over them (numpy): which stored
 texts may be near-copies of a new one, among thousands, in microseconds.
 
-The scheme is datasketch's (a 32-bit hash per shingle, here crc32, then per permutation the minimum of
-(a·h + b) mod 2⁶¹−1, kept to 32 bits; bands of r rows, a candidate shares one whole band),
-written here rather than imported: datasketch hashes each shingle with SHA-1 and builds a
-MinHash object per text (0.1–0.2 ms a text in a claim), and its LSH module imports scipy
-(about 60 MB in every process, for a parameter search we do not use). One numpy expression
-hashes all of a text's shingles under all permutations at once.
+The scheme is datasketch's (a 32-bit hash per shingle, here crc32, then per permutation
+the minimum of (a·h + b) mod 2⁶¹−1, kept to 32 bits; bands of r rows, a candidate shares one
+whole band), written here rather than imported: datasketch hashes each shingle with SHA-1
+and builds a MinHash object per text (0.1–0.2 ms a text in a claim), and its LSH module
+imports scipy (about 60 MB in every process, for a parameter search we do not use). One
+numpy expression applies every permutation to all of a text's shingle hashes at once.
 
 Only stories.py's index imports this module, on first use: the parse workers, which import
 stories.py for canonical URLs and signatures, never load numpy.

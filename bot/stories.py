@@ -157,8 +157,8 @@ def title_fingerprint(title: str, summary: str = "") -> str:
 #
 # A matched item joins an open story of its topic when it is (1) the same article: the same
 # canonical URL, or the outlet's URL behind a Google/Bing News redirect; (2) a syndicated
-# copy: near-identical title or lead (datasketch MinHash LSH finds the candidates among
-# thousands of stories in microseconds (minhash.py); the exact Jaccard of the shingle sets decides); or
+# copy: near-identical title or lead (MinHash LSH, minhash.py, finds the candidates among
+# thousands of stories in microseconds; the exact Jaccard of the shingle sets decides); or
 # (3) another outlet's own report of the same event, in the same language, within a short
 # window: a weighted Jaccard of names, numbers, places and other content words of the title
 # and lead. Our own weighted Jaccard rather than rapidfuzz: rapidfuzz scores characters and

@@ -111,7 +111,8 @@ def it(key: str, title: str, lead: str = "", *, lang: str = "en", source: str = 
        minutes: int = 0, link: str | None = None) -> Item:
     link = link or f"https://{source.lower().replace(' ', '')}.example/{key}"
     return Item(feed=f"https://{source.lower().replace(' ', '')}.example/feed", guid=key,
-                url=canonical_url(link), link=link, title=title, summary=lead, lang=lang, source=source,
+                url=canonical_url(link), link=link, title=title, summary=lead, lang=lang,
+                source=source,
                 published=T0 + timedelta(minutes=minutes))
 
 
