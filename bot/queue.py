@@ -244,7 +244,10 @@ class Queue:
         from procrastinate.jobs import Status
 
         manager = self.procrastinate.job_manager
+        mine = self._worker.worker_id if self._worker is not None else None
         for job in await manager.get_stalled_jobs(seconds_since_heartbeat=self.timing.timeout):
+            if mine is not None and job.worker_id == mine:
+                continue  # this instance is alive (it is sweeping), only late with its beat
             fields = {"job": job.id, "task": job.task_name, "lock": job.lock,
                       "why": "its instance stopped"}
             try:

@@ -64,7 +64,7 @@ def world(tmp_path: Path, feed_server, fake: FakeBotAPI, name: str, *, delay: fl
             store.upsert_subscriber(chat, kind="private", now=NOW - timedelta(days=1))
             store.subscribe(chat, "power-of-siberia-2", now=NOW - timedelta(days=1))
     return env_for(tmp_path, VEILLE_DATABASE_URL=url, VEILLE_TELEGRAM_TOKEN=fake.token,
-                   VEILLE_TELEGRAM_API_URL=fake.base_url, VEILLE_LEASE_SECONDS="4", **extra)
+                   VEILLE_TELEGRAM_API_URL=fake.base_url, VEILLE_LEASE_SECONDS="6", **extra)
 
 
 def links(fake: FakeBotAPI, chat: int) -> list[str]:
