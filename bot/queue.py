@@ -116,10 +116,13 @@ class Queue:
 
     async def start(self) -> None:
         """Open the pool and start this instance's worker beside the scheduler."""
-        from procrastinate.worker import Worker
-
         await self.procrastinate.open_async()
         self._open = True
+        await self._start_worker()
+
+    async def _start_worker(self) -> None:
+        from procrastinate.worker import Worker
+
         self._worker = Worker(
             app=self.procrastinate, queues=[POLLS, DELIVERIES, SINGLETONS],
             name=self.name, concurrency=self.app.settings.concurrency + CONCURRENT_DELIVERIES,
@@ -243,6 +246,14 @@ class Queue:
         from procrastinate.exceptions import UniqueViolation
         from procrastinate.jobs import Status
 
+        if self._run is not None and self._run.done() and self._open:
+            # the worker stopped by itself (the database went away and its side tasks
+            # failed, say): without it this instance would poll and send nothing
+            crash = self._run.exception() if not self._run.cancelled() else None
+            log.error("queue-worker", extra={"fields": {
+                "instance": self.name, "state": "stopped; starting a new one",
+                "error": type(crash).__name__ if crash else "cancelled"}})
+            await self._start_worker()
         manager = self.procrastinate.job_manager
         mine = self._worker.worker_id if self._worker is not None else None
         for job in await manager.get_stalled_jobs(seconds_since_heartbeat=self.timing.timeout):

@@ -6,6 +6,7 @@ behaviour is in test_instances.py."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -187,7 +188,10 @@ class _PgApp:
     telegram = None
 
     def __init__(self, url: str) -> None:
+        from bot.pipeline import utcnow
         from bot.store import Store
+
+        self.clock = utcnow
 
         self.store = Store.open(url)
         self.settings = type("S", (), {"lease_seconds": 4.0, "concurrency": 10,
@@ -250,3 +254,24 @@ async def test_a_dead_instances_jobs_go_back_to_the_queue(pg_queue) -> None:
     await pg_queue.prune(hours=0)
     left = _sql(pg_queue, "SELECT status FROM procrastinate_jobs ORDER BY id")
     assert [r.status for r in left] == ["todo", "todo"]  # the aborted one is forgotten
+
+
+async def test_a_worker_that_stopped_by_itself_is_started_again_and_runs_jobs(pg_queue) -> None:
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("housekeeping")
+
+    pg_queue.singletons["housekeeping"] = job
+    await pg_queue._start_worker()
+    first = pg_queue._run
+    first.cancel()  # as if its side tasks had failed
+    await asyncio.gather(first, return_exceptions=True)
+    await pg_queue.sweep()
+    assert pg_queue._run is not first and not pg_queue._run.done()
+    await pg_queue.defer_singleton("housekeeping")
+    for _ in range(200):
+        if ran:
+            break
+        await asyncio.sleep(0.05)
+    assert ran == ["housekeeping"]
