@@ -1002,7 +1002,8 @@ def workers(
 
     Needs VEILLE_DATABASE_URL on PostgreSQL (on SQLite one `veille run` does everything).
     """
-    from .queue import UPDATES_LOCK, Timing
+    from .queue import Timing
+    from .store.instances import UPDATES_LOCK
 
     settings = _settings()
     timing = Timing.from_lease(settings.lease_seconds)

@@ -36,6 +36,8 @@ import procrastinate
 import sqlalchemy as sa
 from procrastinate.exceptions import AlreadyEnqueued
 
+from .store.instances import UPDATES_LOCK
+
 if TYPE_CHECKING:
     from .app import App
     from .pipeline import PollOutcome
@@ -47,7 +49,6 @@ DELIVERIES = "deliveries"
 SINGLETONS = "singletons"
 POLL_PRIORITY = 10  # a due poll is taken before waiting deliveries: a feed must not starve
 CONCURRENT_DELIVERIES = 60  # chat jobs one instance runs at once (~1 s apart per chat)
-UPDATES_LOCK = 0x7665696C7570  # "veilup": the advisory lock of the one updates consumer
 MAX_ATTEMPTS = 5  # runs of a job that raises (a store error...) before it is given up
 BACKOFF_MAX = 300.0  # seconds: the longest wait before running a failed job again
 DUE_SLACK = timedelta(seconds=2)  # a poll job skips a feed stored as due later than now + this
@@ -141,6 +142,10 @@ class Queue:
                                  self.name, now=self.app.clock())
         log.info("queue", extra={"fields": {"instance": self.name,
                                             "worker": self._worker.worker_id}})
+
+    def running(self) -> bool:
+        """Whether this instance's worker takes jobs."""
+        return self._run is not None and not self._run.done()
 
     async def stop(self) -> None:
         """Let the jobs in progress finish (up to 30 s), unregister, close the pool."""

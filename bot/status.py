@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -84,6 +84,27 @@ class StoryLine:
 
 
 @dataclass(frozen=True)
+class InstanceLine:
+    """One instance sharing the database (several instances on PostgreSQL)."""
+
+    name: str
+    alive: bool
+    jobs: int
+    heartbeat: str
+    updates: bool  # it consumes Telegram updates
+
+
+def instance_lines(view: Any, *, now: datetime) -> tuple[InstanceLine, ...]:
+    """The instances of a store.queue_overview() (bot/store/instances.py)."""
+    if view is None:
+        return ()
+    consumer = view.updates_consumer or ""
+    return tuple(InstanceLine(i.name, i.alive, len(i.jobs), _ago(i.heartbeat_at, now),
+                              consumer.startswith(f"veille {i.name} "))
+                 for i in view.instances)
+
+
+@dataclass(frozen=True)
 class StatusPage:
     """Everything on the page; nothing secret ever goes in."""
 
@@ -96,6 +117,7 @@ class StatusPage:
     stories: tuple[StoryLine, ...]
     pending: Mapping[str, int]
     subscribers: Mapping[str, int] = field(default_factory=dict)
+    instances: tuple[InstanceLine, ...] = ()
 
     @property
     def failing(self) -> int:
@@ -105,7 +127,7 @@ class StatusPage:
 def build_page(*, now: datetime, version: str, ready: str, topics: Sequence[Topic],
                feeds: Sequence[FeedState], volume: Mapping[str, Mapping[date, int]],
                alerts: Sequence[AlertRow], subscribers: Mapping[str, int],
-               pending: Mapping[str, int]) -> StatusPage:
+               pending: Mapping[str, int], queue: Any = None) -> StatusPage:
     """The page's content from the store's views, as of `now`."""
     days = daily_counts(volume, now=now)
     first = now.date() - timedelta(days=DAYS - 1)
@@ -118,7 +140,7 @@ def build_page(*, now: datetime, version: str, ready: str, topics: Sequence[Topi
         now=f"{now:%Y-%m-%d %H:%M} UTC", version=version, ready=ready,
         feeds=tuple(_feed_row(f, now) for f in feeds if f.active), topics=topic_rows,
         alerts=lines[:LATEST], stories=stories(alerts, now=now), pending=dict(pending),
-        subscribers=dict(subscribers))
+        subscribers=dict(subscribers), instances=instance_lines(queue, now=now))
 
 
 def daily_counts(volume: Mapping[str, Mapping[date, int]], *, now: datetime,

@@ -109,7 +109,8 @@ class WebServer:
         now = self.app.clock()
         reasons = await readiness(self.app)
         try:
-            inputs = await asyncio.to_thread(_page_inputs, self.app.store, now)
+            inputs = await asyncio.to_thread(_page_inputs, self.app.store, now,
+                                             self.app.queue)
         except StoreError as exc:
             return web.Response(status=503, text=f"status unavailable: {exc}\n")
         page = build_page(now=now, version=__version__, ready="; ".join(reasons) or "ready",
@@ -128,6 +129,8 @@ async def readiness(app: "App") -> list[str]:
         reasons.append(f"database did not answer within {DB_TIMEOUT:.0f} s")
     except StoreError as exc:  # its message names the database, never its password
         reasons.append(f"database unreachable: {exc}")
+    if app.queue is not None and not app.queue.running():
+        reasons.append("queue worker stopped (restarted at the next sweep)")
     last = app.metrics.last_cycle
     if last is None:
         reasons.append("no scheduler job finished yet")
@@ -137,12 +140,17 @@ async def readiness(app: "App") -> list[str]:
     return reasons
 
 
-def _page_inputs(store, now) -> dict:
-    """Everything the status page reads from the store (one thread, one pass)."""
+def _page_inputs(store, now, queue=None) -> dict:
+    """Everything the status page reads from the store (one thread, one pass); with a queue
+    (several instances on PostgreSQL), the instances too."""
+    from .store.instances import UPDATES_LOCK
+
     return {"feeds": store.feeds_overview(),
             "volume": store.alerts_per_topic_per_day(now=now, days=DAYS),
             "alerts": store.recent_alerts(since=now - timedelta(days=DAYS), limit=300),
-            "subscribers": store.subscriber_counts_by_topic(), "pending": store.pending_counts()}
+            "subscribers": store.subscriber_counts_by_topic(), "pending": store.pending_counts(),
+            "queue": store.queue_overview(within=queue.timing.timeout,
+                                          updates_lock=UPDATES_LOCK) if queue else None}
 
 
 def _active(figures: StoreFigures) -> StoreFigures:

@@ -20,7 +20,7 @@ from tests.conftest import PG_URL
 from tests.fakebot import FakeBotAPI, fake_bot  # noqa: F401  (fixture)
 from tests.pipeline_helpers import NOW, rss, write_watchlist
 from tests.test_run import Veille, env_for, wait_until
-from tests.test_web import pg_db  # noqa: F401  (fixture)
+from tests.test_web import free_port, get, pg_db  # noqa: F401  (pg_db is a fixture)
 
 CHATS = (7001, 7002, 7003)
 # Distinct happenings around the pipeline, in several languages (none joins another's story).
@@ -116,9 +116,13 @@ def updates_holder(name: str) -> str | None:
 def test_two_instances_deliver_every_alert_once_and_fetch_each_feed_once(
         feed_server, fake_bot, pg_db, tmp_path) -> None:
     env = world(tmp_path, feed_server, fake_bot, pg_db)
-    runs = [Veille(tmp_path, "run", env=env), Veille(tmp_path, "run", env=env)]
+    port = free_port()
+    runs = [Veille(tmp_path, "run", env={**env, "VEILLE_HTTP_PORT": str(port)}),
+            Veille(tmp_path, "run", env=env)]
     try:
         wait_until(lambda: everything_delivered(fake_bot), "every alert in every chat")
+        wait_until(lambda: get(port, "/readyz")[0] == 200, "the first instance ready")
+        status, page = get(port, "/")
         wait_until(lambda: updates_holder(pg_db) is not None, "an updates consumer")
         fake_bot.user_sends(CHATS[0], "/help")
         wait_until(lambda: len(fake_bot.messages(CHATS[0])) > len(HEADLINES),
@@ -141,6 +145,12 @@ def test_two_instances_deliver_every_alert_once_and_fetch_each_feed_once(
              for run in runs if i["name"].endswith(f":{run.proc.pid}")}
     assert len(names) == 2 and all(i["alive"] for i in view["instances"]), view
     assert any(view["updates_consumer"].startswith(f"veille {n}") for n in names), view
+    # the status page lists both instances, alive, and which one consumes updates
+    assert status == 200 and '<table id="instances">' in page
+    for run in runs:
+        assert re.search(rf":{run.proc.pid}( <span[^>]*>· Telegram updates</span>)?</td>\s*"
+                         r'<td><span class="pill ok">alive', page), page
+    assert page.count("· Telegram updates") == 1
     shares = [polled_by(run) for run in runs]
     assert not shares[0] & shares[1]  # no feed polled by both
     assert shares[0] | shares[1] == {f"Feed {i}" for i in range(len(HEADLINES))}

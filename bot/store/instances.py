@@ -44,6 +44,7 @@ class QueueOverview:
     leased: int  # deliveries leased by a chat job right now, across instances
 
 
+UPDATES_LOCK = 0x7665696C7570  # "veilup": the advisory lock of the one updates consumer
 _WORKERS = sa.table("procrastinate_workers", sa.column("id"))  # procrastinate's own table
 _LIVE = sa.text("SELECT count(*) FROM procrastinate_workers "
                 "WHERE last_heartbeat > now() - make_interval(secs => :within)")
