@@ -653,6 +653,10 @@ def run(
 
     Edits to watchlists/ are picked up within seconds (a broken edit is reported and the
     last good watchlist kept). Stopping lets polls in flight finish, then exits 0.
+
+    On PostgreSQL, several `veille run` may share one database: polls and deliveries go
+    through a job queue in it (VEILLE_QUEUE=off: not), one instance at a time consumes
+    Telegram updates, and the others take over what a dead one held (`veille workers`).
     """
     import asyncio
     import signal
