@@ -275,3 +275,18 @@ async def test_a_worker_that_stopped_by_itself_is_started_again_and_runs_jobs(pg
             break
         await asyncio.sleep(0.05)
     assert ran == ["housekeeping"]
+
+
+def test_veille_workers_on_sqlite_says_what_it_needs(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from bot.store import Store
+    from tests.test_run import env_for
+
+    Store.open(f"sqlite:///{tmp_path}/veille.db").close()
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "workers"], env=env_for(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "several instances need PostgreSQL (VEILLE_DATABASE_URL)" in done.stderr
+    assert "Traceback" not in done.stderr
