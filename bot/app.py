@@ -194,8 +194,8 @@ def _parse_pool(settings: Settings) -> Executor:
     """Parsing is CPU-bound: a process pool keeps it off the event loop and uses every core."""
     workers = settings.parse_workers or max(1, os.cpu_count() or 1)
     context = multiprocessing.get_context("forkserver")
-    # workers start with the parsers and the matcher imported
-    context.set_forkserver_preload(["bot.workers", "bot.match"])
+    # workers start with the parsers and the matcher imported, and text's tables built
+    context.set_forkserver_preload(["bot.workers", "bot.match", "bot.preload"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=exit_with, initargs=(os.getpid(),))
 

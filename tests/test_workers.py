@@ -204,6 +204,24 @@ def test_a_job_sketches_each_new_matchs_story_signature_and_never_loads_numpy(
     assert pool.submit(eval, "'numpy' in __import__('sys').modules").result(timeout=60) is False
 
 
+def test_the_workers_start_with_the_text_tables_built_by_their_forkserver() -> None:
+    """A fresh process (its own forkserver): a worker's very first job finds text.py's
+    folding tables built (shared from the forkserver, not built again in each worker)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from bot.app import _parse_pool\n"
+        "from bot.config import Settings\n"
+        "pool = _parse_pool(Settings(_env_file=None, parse_workers=1))\n"
+        "print(pool.submit(eval, 'len(__import__(\"bot.text\").text._BMP)').result(60))\n"
+        "pool.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) == 0x10000  # every BMP code point
+
+
 # ---------------------------------------------------------------- a reload reaches the workers
 
 
