@@ -24,7 +24,7 @@ import bot.store.store as store_module
 from bot.errors import StoreError
 from bot.model import FeedSpec, Hit, Item, Match
 from bot.store import FetchRecord, Store
-from bot.store.schema import metadata, ours
+from bot.store.schema import metadata, ours, stories
 from tests.conftest import PG_URL, REPO
 
 T = TypeVar("T")
@@ -643,3 +643,35 @@ def test_an_unwritable_sqlite_directory_is_a_store_error(tmp_path: Path) -> None
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StoreError, match="cannot create the directory"):
         Store.open(f"sqlite:///{tmp_path}/file/state/veille.db")
+
+
+def test_migration_0006_rewrites_old_article_keys_and_clears_a_clash(db_url: str) -> None:
+    s = Store.open(db_url)
+    s.sync_feeds([FeedSpec(FEED, "World")])
+    old = [item(1, url="http://news.example.org/a"),
+           item(2, url="https://www.news.example.org/b"),
+           item(3, url="https://news.example.org/c"),
+           item(4, url="http://www.news.example.org/c"),  # the same page as 3, old form
+           item(5, url="https://www.com/d")]  # no domain left without www.: unchanged
+    s.claim(FEED, old, matched(*old[:2], topics=("pos2",)), now=NOW, alert_cutoff=None)
+    with s._engine.begin() as conn:  # as an older release left them
+        for it in old:
+            conn.execute(sa.text("UPDATE items SET url = :u WHERE guid = :g"),
+                         {"u": it.url, "g": it.guid})
+        for key in ("http://news.example.org/a", "https://news.example.org/e",
+                    "http://www.news.example.org/e"):  # the last one clashes: kept
+            conn.execute(stories.insert().values(
+                topic="pos2", key=key, item_id=1, title="t", url=key, source="s",
+                created_at=NOW, updated_at=NOW))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+    s.close()
+    again = Store.open(db_url)
+    with again._engine.connect() as conn:
+        urls = dict(conn.execute(sa.text("SELECT guid, url FROM items")).all())
+        keys = set(conn.scalars(sa.text("SELECT key FROM stories")))
+    again.close()
+    assert urls == {"guid-1": "https://news.example.org/a", "guid-2": "https://news.example.org/b",
+                    "guid-3": "https://news.example.org/c", "guid-4": None,
+                    "guid-5": "https://www.com/d"}
+    assert keys == {"https://news.example.org/a", "https://news.example.org/e",
+                    "http://www.news.example.org/e"}
