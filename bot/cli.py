@@ -664,9 +664,6 @@ def run(
     from .logs import setup_logging
     from .scheduler import Runner
 
-    from .memory import limit_arenas
-
-    limit_arenas()  # before any thread starts: a busy cycle's memory is given back
     settings = _settings()
     setup_logging(settings.log_level, settings.log_format)
     application = _open_app(None, watchlists)

@@ -31,7 +31,6 @@ DELIVER_EVERY = 5  # seconds between outbox drains (retries; new alerts drain at
 DIGEST_EVERY = 60  # seconds between looks for due digests
 REFRESH_EVERY = 60  # seconds between looks for sent alerts whose story gained outlets
 HOUSEKEEPING_EVERY = 3600
-TRIM_EVERY = 60  # seconds between giving freed memory back to the system (memory.py)
 STOP_GRACE = 30  # seconds polls in flight get to finish when stopping
 
 
@@ -100,7 +99,6 @@ class Runner:
             await self.app.queue.sweep()
             self._every(self.app.queue.timing.heartbeat, "sweep", self._sweep)
         self._every(RELOAD_EVERY, "reload", self._reload)
-        self._every(TRIM_EVERY, "trim", self._trim)
         self.watcher = Watcher.for_app(self.app)  # failing, silent feeds; quiet topics
         self._every(WATCH_EVERY, "watch", self.watcher.check)
         self._every(HOUSEKEEPING_EVERY, "housekeeping",
@@ -229,11 +227,6 @@ class Runner:
         log.warning("every feed failing", extra={"fields": {
             "feeds": len(feeds), "last_error": outcome.error,
             "hint": "the latest poll of every feed failed: is the network, a proxy or DNS down?"}})
-
-    async def _trim(self) -> None:
-        from .memory import trim
-
-        trim()
 
     async def _deliver(self) -> None:
         await self.app.deliver()

@@ -150,11 +150,7 @@ class MatcherFiles:
 
 
 def exit_with(pid: int) -> None:
-    """Pool initializer: exit when the main process is gone (even after a SIGKILL); one
-    malloc arena (a worker parses on one thread)."""
-    from .memory import limit_arenas
-
-    limit_arenas(1)
+    """Pool initializer: exit when the main process is gone (even after a SIGKILL)."""
 
     def watch() -> None:
         while True:
