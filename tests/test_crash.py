@@ -39,7 +39,7 @@ from tests.pipeline_helpers import rss, write_watchlist
 
 pytestmark = pytest.mark.slow
 
-KILLS = 32
+KILLS = 20
 FEEDS = 40
 LEASE = 4.0  # seconds: short, so that leases of killed processes expire within the test
 SINK_DELAY = 0.02  # seconds the slow sink takes per alert
@@ -235,8 +235,8 @@ def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: Consol
             assert time.monotonic() < up and life.proc.poll() is None, err.read_text()
             time.sleep(0.02)
     deadline = time.monotonic() + MOMENT
-    if mode == "commit":  # right after the n-th database commit that follows a fetch
-        commits = rng.randint(1, 3)
+    if mode == "commit":  # right after a fetch, or after the n-th commit that follows it
+        commits = rng.randint(0, 2)  # (claims are quick: after 3 commits, one has ended)
         hits = server.total_hits()
         while server.total_hits() == hits:
             if time.monotonic() > deadline:
@@ -417,6 +417,6 @@ def check(world: World, sink: ConsoleSink, kills: list[KillRecord],
                 f"process {later[0].life} at {later[0].at:.2f}")
 
     # the kills fell where they had to: in sends, with leases held, and in claims
-    # (timing still varies with the machine's load: at least 3 of the 32 must have hit)
+    # (timing still varies with the machine's load: at least 3 of the 20 must have hit each)
     assert sum(bool(k.leased) or bool(k.in_flight) for k in kills) >= 3, summary
-    assert sum(k.polls_cut > 0 for k in kills) >= 5, summary
+    assert sum(k.polls_cut > 0 for k in kills) >= 3, summary
