@@ -103,14 +103,12 @@ class Queue:
         # retry puts the same job back to "todo", which its queueing lock refuses when the
         # next poll of that feed is already queued (and the job would then stay "doing").
         task = self.procrastinate.task
-        self.poll_task = task(name="veille.poll", queue=POLLS,
-                              priority=POLL_PRIORITY)(self._retrying(self._poll, "poll"))
+        self.poll_task = task(name="veille.poll", queue=POLLS, priority=POLL_PRIORITY)(
+            self._retrying(self._poll, "veille.poll", "feed", "url"))
         self.chat_task = task(name="veille.deliver", queue=DELIVERIES)(
-            self._retrying(self._chat, "deliver"))
+            self._retrying(self._chat, "veille.deliver", "chat", "chat"))
         self.singleton_task = task(name="veille.singleton", queue=SINGLETONS)(
-            self._retrying(self._singleton, "singleton"))
-        self._tasks = {"poll": ("feed", "url"), "deliver": ("chat", "chat"),
-                       "singleton": ("singleton", "name")}
+            self._retrying(self._singleton, "veille.singleton", "singleton", "name"))
         self.singletons: dict[str, Callable[[], Awaitable[Any]]] = {}
 
     # ------------------------------------------------------------ life
@@ -189,23 +187,20 @@ class Queue:
             return False
         return True
 
-    def _retrying(self, job: Callable[..., Awaitable[None]], kind: str):
-        """The job, logged when it fails and queued again with backoff (up to MAX_ATTEMPTS
-        runs); `attempt` counts the runs."""
+    def _retrying(self, job: Callable[..., Awaitable[None]], name: str, prefix: str, key: str):
+        """The job, logged when it fails and queued again (as task `name`, locked on
+        "prefix:args[key]") with backoff, up to MAX_ATTEMPTS runs; `attempt` counts them."""
         async def run(attempt: int = 1, **args: str) -> None:
             try:
                 await job(**args)
             except Exception as exc:  # noqa: BLE001 (logged; retried below)
-                prefix, key = self._tasks[kind]
                 subject = args[key]
                 again = attempt < MAX_ATTEMPTS
                 log.exception("job-failed", extra={"fields": {
-                    "task": kind, "subject": subject, "attempt": attempt,
+                    "task": name, "subject": subject, "attempt": attempt,
                     "error": type(exc).__name__, "retry": again}})
                 if again:
-                    task = {"poll": self.poll_task, "deliver": self.chat_task}.get(
-                        kind, self.singleton_task)
-                    await self._defer(task, lock=f"{prefix}:{subject}",
+                    await self._defer(self.procrastinate.tasks[name], lock=f"{prefix}:{subject}",
                                       args={key: subject, "attempt": attempt + 1},
                                       delay=min(BACKOFF_MAX, 2.0 ** attempt))
         run.__name__ = job.__name__
@@ -274,6 +269,7 @@ class Queue:
                 log.warning("job-retried", extra={"fields": {**fields, "by": "a later job"}})
         self.instances = await self.app.store.run(self.app.store.live_instances,
                                                   within=self.timing.timeout)
+        self.app.metrics.instances.set(self.instances)
         if self.app.telegram is not None:
             self.app.telegram.pacer.share(self.instances)
 

@@ -97,7 +97,7 @@ class Runner:
                         self._singleton("stories", self._refresh_stories))
         if self.app.queue is not None:
             await self.app.queue.sweep()
-            self._every(self.app.queue.timing.heartbeat, "sweep", self._sweep)
+            self._every(self.app.queue.timing.heartbeat, "sweep", self.app.queue.sweep)
         self._every(RELOAD_EVERY, "reload", self._reload)
         self.watcher = Watcher.for_app(self.app)  # failing, silent feeds; quiet topics
         self._every(WATCH_EVERY, "watch", self.watcher.check)
@@ -209,10 +209,6 @@ class Runner:
 
     def _after_poll(self, outcome: PollOutcome) -> None:
         self._all_failed_check(outcome.feed.url, outcome)
-
-    async def _sweep(self) -> None:
-        await self.app.queue.sweep()
-        self.app.metrics.instances.set(self.app.queue.instances)
 
     def _all_failed_check(self, url: str, outcome: PollOutcome) -> None:
         """Warn once when the latest poll of every feed failed (no network, a proxy, DNS)."""
