@@ -83,7 +83,12 @@ def pickles(ref: MatcherRef) -> list[Path]:
 
 def test_one_file_per_matcher_and_the_two_latest_kept(watchlist_dir: Path,
                                                       files: MatcherFiles) -> None:
-    first, second, third = (load_watchlist(watchlist_dir).matcher for _ in range(3))
+    def edited(n: int) -> Matcher:  # three different watchlists: the key names the content
+        with open(watchlist_dir / "topics.yaml", "a", encoding="utf-8") as handle:
+            handle.write(f"  - id: extra-{n}\n    title: Extra {n}\n    query: '\"term {n}\"'\n")
+        return load_watchlist(watchlist_dir).matcher
+
+    first, second, third = (edited(n) for n in range(3))
     assert first is not second
     ref = files.ref(first)
     assert files.ref(first) is ref  # the same object: no second pickle
