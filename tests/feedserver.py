@@ -58,6 +58,7 @@ class Route:
     encoding: str | None = None  # gzip | deflate | deflate-raw | br, when the client accepts it
     encoded: bytes = b""
     delay: float = 0.0  # seconds to wait before answering (to overlap requests)
+    held: bool = False  # wait for release() (or the delay, when set) before answering
     size: int = 0  # oversize / bomb: bytes of (decoded) body
     location: str = ""
     chunked: bool = False
@@ -86,6 +87,7 @@ class FeedServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._stopping: asyncio.Event | None = None
+        self._released: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
         self._clock: dict[str, int] = {}  # path -> last Last-Modified second served
 
@@ -121,6 +123,7 @@ class FeedServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._stopping = asyncio.Event()
+        self._released = asyncio.Event()
         self._server = loop.run_until_complete(
             asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=2048, limit=_CHUNK)
         )
@@ -157,11 +160,13 @@ class FeedServer:
         last_modified: bool = True,
         encoding: str | None = None,
         delay: float = 0.0,
+        held: bool = False,
     ) -> None:
         """Serve body with a strong ETag (its hash) and a Last-Modified that moves with it.
 
         validators=False serves neither validator; etag/last_modified turn off one.
         encoding (gzip, deflate, deflate-raw, br) compresses the body for clients that accept it.
+        held=True answers only after release() (or `delay` seconds, when given).
         """
         old = self._routes.get(path)
         tag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
@@ -182,6 +187,7 @@ class FeedServer:
             encoding=encoding,
             encoded=_encode(body, encoding) if encoding else b"",
             delay=delay,
+            held=held,
         )
 
     def set_status(
@@ -246,6 +252,12 @@ class FeedServer:
     def remove(self, path: str) -> None:
         """Forget a route: the path answers 404 again."""
         self._routes.pop(path, None)
+
+    def release(self) -> None:
+        """Answer every held request now, and later ones at once."""
+        loop, released = self._loop, self._released
+        if loop is not None and released is not None:
+            loop.call_soon_threadsafe(released.set)
 
     # -- what the server saw ---------------------------------------------------------------
     def hits(self, path: str) -> int:
@@ -348,7 +360,9 @@ class FeedServer:
     async def _respond(
         self, route: Route, method: str, req: dict[str, str], writer: asyncio.StreamWriter
     ) -> bool:
-        if route.delay:
+        if route.held:
+            await self._sleep(route.delay or _STALL_SECONDS, until=self._released)
+        elif route.delay:
             await self._sleep(route.delay)
         send_body = method != "HEAD"
         if route.kind == "feed":
@@ -419,13 +433,17 @@ class FeedServer:
         await writer.drain()
         return True
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, waking early when the server stops."""
+    async def _sleep(self, seconds: float, until: asyncio.Event | None = None) -> None:
+        """Sleep, waking early when the server stops (or `until` is set)."""
         assert self._stopping is not None
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if until is not None:
+            waits.append(asyncio.ensure_future(until.wait()))
         try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
 
 def _reason(status: int) -> str:

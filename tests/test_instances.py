@@ -49,12 +49,12 @@ def db_url(name: str) -> str:
     return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def world(tmp_path: Path, feed_server, fake: FakeBotAPI, name: str, *, delay: float = 0.0,
+def world(tmp_path: Path, feed_server, fake: FakeBotAPI, name: str, *, held: bool = False,
           **extra: str) -> dict[str, str]:
     """One feed per story, three subscribers of the topic, and the instances' env."""
     feeds = []
     for i in range(len(HEADLINES)):
-        feed_server.set_feed(f"/m{i}.xml", rss([story(i)]), delay=delay)
+        feed_server.set_feed(f"/m{i}.xml", rss([story(i)]), held=held)
         feeds.append((f"Feed {i}", feed_server.url(f"/m{i}.xml")))
     write_watchlist(tmp_path / "wl", feeds, interval=3600)
     url = db_url(name)
@@ -167,8 +167,10 @@ def test_two_instances_deliver_every_alert_once_and_fetch_each_feed_once(
 
 def test_sigkill_one_instance_the_other_takes_over_polls_deliveries_and_updates(
         feed_server, fake_bot, pg_db, tmp_path) -> None:
-    # every feed answers slowly at first: both instances are mid-poll when one is killed
-    env = world(tmp_path, feed_server, fake_bot, pg_db, delay=15.0)
+    # every feed holds its answer at first: both instances are mid-poll when one is killed
+    # (all on one host: the per-host cap must let every poll be in flight at once)
+    env = world(tmp_path, feed_server, fake_bot, pg_db, held=True,
+                VEILLE_PER_HOST_CONCURRENCY=str(len(HEADLINES)))
     runs = [Veille(tmp_path, "run", env=env), Veille(tmp_path, "run", env=env)]
     try:
         wait_until(lambda: sum(fetches(feed_server).values()) >= len(HEADLINES),
@@ -177,9 +179,11 @@ def test_sigkill_one_instance_the_other_takes_over_polls_deliveries_and_updates(
         holder = updates_holder(pg_db)
         victim = next(r for r in runs if f":{r.proc.pid} " in holder)
         survivor = next(r for r in runs if r is not victim)
+        assert fake_bot.sent_count() == 0  # no feed has answered: nothing was sent yet
         victim.stop(signal.SIGKILL)
         for i in range(len(HEADLINES)):  # the feeds answer at once from now on
             feed_server.set_feed(f"/m{i}.xml", rss([story(i)]))
+        feed_server.release()  # and so do the survivor's polls in flight
         wait_until(lambda: everything_delivered(fake_bot), "every alert after the kill")
         wait_until(lambda: f":{survivor.proc.pid} " in (updates_holder(pg_db) or ""),
                    "the survivor consuming updates")
