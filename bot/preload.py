@@ -11,5 +11,5 @@ import gc
 
 from . import text
 
-text.fold("warm")  # fills the tables
+text.build_tables()
 gc.freeze()

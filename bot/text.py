@@ -77,17 +77,35 @@ class _FoldTable(dict):
         return value
 
 
+class _FlatTable(dict):
+    """The fold of each code point with a CJK character not set apart: length-preserving for
+    every character not in _RESIZED."""
+
+    def __missing__(self, cp: int) -> str:
+        folded = _TABLE[cp]
+        value = self[cp] = folded[1] if folded == f" {chr(cp)} " else folded
+        return value
+
+
 _TABLE = _FoldTable()
-# Characters whose fold is not one character (nor a CJK character set apart by spaces).
+_FLAT = _FlatTable()
+# Characters whose fold is not one character (nor a CJK character set apart by spaces);
+# complete for the characters _TABLE has seen.
 _RESIZED: set[str] = set()
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 _BMP: list[str] = []  # the fold of every BMP code point: list lookups are fast in translate
 _BMP_FLAT: list[str] = []  # the same with CJK characters not set apart: length-preserving
 _CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
 _WORD_OR_CJK = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
+# Until the BMP lists are built, translate() goes through the lazy dicts: only the characters
+# seen are computed and kept (a few thousand; the lists take about 12 MB). A process that
+# folds a lot (a parse worker, a backtest) gets the lists: once built explicitly
+# (build_tables(), in the parse workers' preload), or after this many characters.
+_LAZY_BUDGET = 2_000_000
+_lazy_chars = 0
 
 
-def _bmp_tables() -> list[str]:
+def build_tables() -> list[str]:
     """Fill _BMP and _BMP_FLAT once (about 0.3 s); most characters take a shortcut."""
     if not _BMP:
         table = []
@@ -105,12 +123,23 @@ def _bmp_tables() -> list[str]:
     return _BMP
 
 
+def _lazy(size: int) -> bool:
+    """True while the lazy dicts serve (counting the characters folded through them)."""
+    global _lazy_chars
+    if _BMP:
+        return False
+    _lazy_chars += size
+    if _lazy_chars > _LAZY_BUDGET:
+        build_tables()
+        return False
+    return True
+
+
 def fold(text: str) -> str:
     """The folded text: words separated by one or more spaces (not collapsed)."""
-    out = text.translate(_BMP or _bmp_tables())  # characters past the BMP stay as they are...
-    if _ASTRAL.search(out):
-        out = _ASTRAL.sub(lambda m: _TABLE[ord(m.group())], out)  # ...and are folded here
-    return out
+    if _lazy(len(text)) or _ASTRAL.search(text):  # the list stops at the BMP
+        return text.translate(_TABLE)
+    return text.translate(_BMP)
 
 
 def normalize(text: str) -> str:
@@ -123,6 +152,17 @@ def words(text: str) -> list[str]:
     return fold(text).split()
 
 
+def _flat(text: str) -> str | None:
+    """text with each character folded to one (CJK ones not set apart), so that offsets are
+    the original's; None when a character folds to several or to none."""
+    if _lazy(len(text)):
+        flat = text.translate(_FLAT)  # fills _RESIZED for these characters first
+        return flat if _RESIZED.isdisjoint(text) else None
+    if _RESIZED.isdisjoint(text) and not _ASTRAL.search(text):
+        return text.translate(_BMP_FLAT)
+    return None
+
+
 class Token(NamedTuple):
     """A folded token and its [start, end) span in the original text."""
 
@@ -133,17 +173,16 @@ class Token(NamedTuple):
 
 def spans(text: str) -> list[tuple[int, int]]:
     """The [start, end) span in text of each token of words(text)."""
-    if _RESIZED.isdisjoint(text) and not _ASTRAL.search(text):
-        # each character folds to one (CJK ones kept whole): offsets are the original's
-        flat = text.translate(_BMP_FLAT or (_bmp_tables() and _BMP_FLAT))
+    flat = _flat(text)
+    if flat is not None:
         return [m.span() for m in _WORD_OR_CJK.finditer(flat)]
     return [(t.start, t.end) for t in _slow_tokens(text)]
 
 
 def tokens(text: str) -> list[Token]:
     """Folded tokens with spans; `[t.norm for t in tokens(x)] == words(x)` always."""
-    if _RESIZED.isdisjoint(text) and not _ASTRAL.search(text):
-        flat = text.translate(_BMP_FLAT or (_bmp_tables() and _BMP_FLAT))
+    flat = _flat(text)
+    if flat is not None:
         return [Token(m.group(), *m.span()) for m in _WORD_OR_CJK.finditer(flat)]
     return _slow_tokens(text)
 
@@ -154,8 +193,7 @@ def _slow_tokens(text: str) -> list[Token]:
     buf: list[str] = []
     start = end = 0
     for i, ch in enumerate(text):
-        cp = ord(ch)
-        for c in fold(ch) if cp >= 0x10000 else _BMP[cp]:
+        for c in _TABLE[ord(ch)]:
             if c == " ":
                 if buf:
                     out.append(Token("".join(buf), start, end))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -267,3 +270,69 @@ def test_spans_agree_with_the_slow_tokeniser(text: str) -> None:
 
     assert spans(text) == [(t.start, t.end) for t in _slow_tokens(text)]
     assert tokens(text) == _slow_tokens(text)
+
+
+# ------------------------------------------------------------ the lazy tables and the lists
+
+
+@contextlib.contextmanager
+def text_tables(*, lists: bool) -> Iterator[None]:
+    """bot.text with fresh tables: the lazy dicts alone (lists=False) or the BMP lists built."""
+    import bot.text as t
+
+    names = ("_TABLE", "_FLAT", "_RESIZED", "_BMP", "_BMP_FLAT", "_lazy_chars", "_LAZY_BUDGET")
+    saved = {name: getattr(t, name) for name in names}
+    t._TABLE, t._FLAT, t._RESIZED = t._FoldTable(), t._FlatTable(), set()
+    t._BMP, t._BMP_FLAT, t._lazy_chars, t._LAZY_BUDGET = [], [], 0, 10**12
+    try:
+        if lists:
+            t.build_tables()
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(t, name, value)
+
+
+def _every_bmp_character_in_runs() -> list[str]:
+    runs = []
+    for start in range(0, 0x10000, 61):  # runs of code points, each followed by a letter run
+        runs.append("".join(chr(cp) for cp in range(start, min(start + 61, 0x10000))) + " Ab")
+    return runs
+
+
+SAMPLES = [
+    "Газопровод «Сила Сибири‑2»: ЁЖ и ёж", "Straße, ÆØÅ, ﬁnancing № 2, ½ Ⅻ", "西伯利亚力量2号管道 ｶﾀｶﾅ",
+    "soft\u00adhyphen, zero\u200bwidth, e\u0301clair, İstanbul", "emoji 👍🏽 and 𠀀𠀁 ext-B, 𝐁𝐨𝐥𝐝",
+]
+
+
+def test_the_lazy_tables_fold_and_tokenise_like_the_built_lists() -> None:
+    texts = SAMPLES + _every_bmp_character_in_runs()
+    results = {}
+    for lists in (False, True):
+        with text_tables(lists=lists):
+            from bot.text import fold, spans
+
+            results[lists] = [(fold(x), tokens(x), spans(x)) for x in texts]
+    assert results[False] == results[True]
+
+
+@given(st.text())
+def test_tokens_agree_with_words_with_the_lazy_tables(text: str) -> None:
+    from bot.text import _slow_tokens
+
+    with text_tables(lists=False):
+        toks = tokens(text)
+        assert [t.norm for t in toks] == words(text)
+        assert toks == _slow_tokens(text)
+
+
+def test_the_lists_are_built_after_the_lazy_budget() -> None:
+    import bot.text as t
+
+    with text_tables(lists=False):
+        t._LAZY_BUDGET = 1000
+        t.fold("a" * 999)
+        assert not t._BMP and len(t._TABLE) < 10  # only the characters seen
+        t.fold("bb")
+        assert len(t._BMP) == 0x10000

@@ -202,6 +202,29 @@ def test_the_developer_alembic_ini_finds_the_migrations() -> None:
     assert ScriptDirectory.from_config(Config(str(ini))).get_current_head() == _newest_migration()
 
 
+def test_our_idea_of_the_head_is_alembics() -> None:
+    ini = Path(store_module.__file__).with_name("alembic.ini")
+    assert store_module._head() == ScriptDirectory.from_config(Config(str(ini))).get_current_head()
+
+
+def test_a_database_at_head_opens_without_alembic_and_one_behind_is_upgraded(
+        db_url: str) -> None:
+    Store.open(db_url).close()
+    probe = ("import sys; from bot.store import Store; Store.open(sys.argv[1]).close(); "
+             "print('alembic' in sys.modules)")
+    run = lambda: subprocess.run([sys.executable, "-c", probe, db_url], capture_output=True,  # noqa: E731
+                                 text=True, check=True, cwd=Path(__file__).parent.parent).stdout
+    assert run().strip() == "False"
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:  # as if the last migration had not run yet
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+    assert run().strip() == "True"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == \
+            _newest_migration()
+    engine.dispose()
+
+
 def _newest_migration() -> str:
     """The revision of the last file in migrations/versions (they are numbered in order)."""
     versions = Path(store_module.__file__).with_name("migrations") / "versions"
