@@ -66,6 +66,9 @@ class Item:
     lang: str | None = None
     author: str | None = None
     source: str = ""  # outlet name
+    # stories.title_fingerprint(title, summary), made where the item is parsed (a parse
+    # worker), so that the store need not fold every new title again; "" when not made
+    fingerprint: str = field(default="", compare=False, repr=False)
 
     def text_fields(self) -> tuple[str, str]:
         """The (title, body) pair that topics are matched against."""

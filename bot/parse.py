@@ -600,10 +600,12 @@ def _item_from_entry(entry: _Entry, *, feed: str, base: str, lang: str | None,
     summary_html = entry.summary if entry.summary != entry.content else ""
     content = plain_text(entry.content)[:MAX_TEXT_CHARS]
     summary = plain_text(summary_html)[:MAX_TEXT_CHARS] or content
-    guid = entry.guid.strip() or link or title_fingerprint(title, summary)
+    fingerprint = title_fingerprint(title, summary)
+    guid = entry.guid.strip() or link or fingerprint
     return Item(feed=feed, guid=guid, url=canonical_url(link), link=link, title=title,
                 summary=summary, content=content, published=entry.published,
-                lang=_primary_language(entry.lang) or lang, author=entry.author, source=source)
+                lang=_primary_language(entry.lang) or lang, author=entry.author, source=source,
+                fingerprint=fingerprint)
 
 
 def _absolute_link(link: str, base: str, *, fast: bool = True) -> str:

@@ -25,6 +25,7 @@ from bot.errors import StoreError
 from bot.model import FeedSpec, Hit, Item, Match
 from bot.store import FetchRecord, Store
 from bot.store.schema import metadata, ours, stories
+from bot.stories import title_fingerprint
 from tests.conftest import PG_URL, REPO
 
 T = TypeVar("T")
@@ -110,6 +111,17 @@ def match(topic: str = "pos2") -> Match:
 
 def matched(*batch: Item, topics: tuple[str, ...] = ("pos2",)) -> dict[str, list[Match]]:
     return {i.guid: [match(t) for t in topics] for i in batch}
+
+
+def test_the_title_fingerprint_made_at_parse_time_is_the_one_stored(store: Store) -> None:
+    made = item(1, fingerprint="f" * 32)  # made by a parse worker: not made again here
+    plain = item(2)  # built elsewhere (no fingerprint): made by the store
+    store.sync_feeds([FeedSpec(FEED, "World")])
+    store.claim(FEED, [made, plain], {}, now=NOW, alert_cutoff=None)
+    with store._engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT guid, title_fp FROM items")).all())
+    assert stored == {"guid-1": "f" * 32,
+                      "guid-2": title_fingerprint(plain.title, plain.summary)}
 
 
 def count(store: Store, table: str) -> int:

@@ -310,7 +310,8 @@ class Store(DeliveryStore, SubscriberStore, StoryStore, WatchStore, InstanceStor
         stamp = when(now)
         rows = [
             (feed_id, i.guid, i.url or None,  # NULLs never collide in a UNIQUE constraint
-             title_fingerprint(i.title, i.summary) or None, source_key, i.title, i.summary,
+             (i.fingerprint or title_fingerprint(i.title, i.summary)) or None, source_key,
+             i.title, i.summary,
              i.link, i.source, i.lang, i.author,
              when(i.published) if i.published is not None else None, stamp, stamp)
             for i in batch
