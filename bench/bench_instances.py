@@ -120,7 +120,7 @@ def one_cycle(n: int, *, queue: bool, wl: Path, server: Server, feeds: int, admi
                "VEILLE_STARTUP_SPREAD": "0", "VEILLE_QUEUE": "auto" if queue else "off"}
         out = (tmp / f"run-{n}-{i}.out").open("w")
         err = (tmp / f"run-{n}-{i}.err").open("w")
-        procs.append(psutil.Popen([sys.executable, "-m", "bot.cli", "run"], env=env,
+        procs.append(psutil.Popen([sys.executable, "-m", "bot", "run"], env=env,
                                   stdout=out, stderr=err, cwd=ROOT))
     up = None
     cpu: dict[int, float] = {}

@@ -185,7 +185,7 @@ def main() -> None:
            "VEILLE_ALLOW_PRIVATE_URLS": "1", "VEILLE_HTTP_PORT": str(port),
            "VEILLE_RETENTION_DAYS": str(args.days + 1), "VEILLE_LOG_LEVEL": "WARNING"}
     with (tmp / "run.out").open("w") as out, (tmp / "run.err").open("w") as err:
-        run = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, stdout=out,
+        run = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, stdout=out,
                                stderr=err, cwd=ROOT)
     totals = []
     try:

@@ -20,7 +20,7 @@ from bot import __version__
 from tests.pipeline_helpers import FR_ITEMS, NOW, TOPICS_YAML, rss, write_watchlist
 
 SCRIPT = Path(sys.executable).with_name("veille")  # the console script pip installed
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot.cli"]
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot"]
 WAIT = 60
 
 

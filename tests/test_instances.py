@@ -99,7 +99,7 @@ def polled_by(run: Veille) -> set[str]:
 
 
 def workers_json(env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "workers", "--json"], env=env,
+    done = subprocess.run([sys.executable, "-m", "bot", "workers", "--json"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -290,7 +290,7 @@ def test_veille_workers_on_sqlite_says_what_it_needs(tmp_path) -> None:
     from tests.test_run import env_for
 
     Store.open(f"sqlite:///{tmp_path}/veille.db").close()
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "workers"], env=env_for(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "bot", "workers"], env=env_for(tmp_path),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "several instances need PostgreSQL (VEILLE_DATABASE_URL)" in done.stderr

@@ -56,7 +56,7 @@ def edited(tmp_path: Path, in_force: Path, topics: str) -> Path:
 def replay_cli(tmp_path: Path, *args: str, command: str = "replay") -> subprocess.CompletedProcess:
     env = env_for(tmp_path)
     env["VEILLE_DATABASE_URL"] = f"sqlite:///{tmp_path}/state/veille.db"  # make_env's database
-    return subprocess.run([sys.executable, "-m", "bot.cli", command, *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bot", command, *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -42,7 +42,7 @@ class Veille:
         n = len(list(tmp_path.glob("out-*.txt")))
         self.out_path, self.err_path = tmp_path / f"out-{n}.txt", tmp_path / f"err-{n}.txt"
         with self.out_path.open("w") as out, self.err_path.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot", *args], env=env,
                                          stdout=out, stderr=err, text=True)
 
     @property
@@ -95,7 +95,7 @@ def test_sigkill_mid_cycle_loses_nothing_and_repeats_nothing(feed_server, tmp_pa
     first_out = run.out
     for i in slow:  # the sources recover
         feed_server.set_feed(f"/f{i}.xml", rss([story(i)]))
-    second = subprocess.run([sys.executable, "-m", "bot.cli", "once"], env=env,
+    second = subprocess.run([sys.executable, "-m", "bot", "once"], env=env,
                             capture_output=True, text=True, timeout=WAIT)
     assert second.returncode == 0, second.stderr
     rows = alert_rows(tmp_path)
@@ -163,7 +163,7 @@ PARTNER = {"guid": "partner:pos2-price", "link": f"http://{ARTICLE}",
 
 def once_json(env: dict[str, str]) -> list[dict]:
     """`veille once --json` as a process: the alerts it delivered."""
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "once", "--json"], env=env,
+    done = subprocess.run([sys.executable, "-m", "bot", "once", "--json"], env=env,
                           capture_output=True, text=True, timeout=WAIT * 2)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -44,7 +44,7 @@ def pg_url(database: str, *, port: int | None = None) -> str:
 
 
 def veille(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

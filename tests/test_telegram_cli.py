@@ -18,7 +18,7 @@ FEED = "https://news.example/feed.xml"
 
 def veille(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("VEILLE_")} | env
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True,
                           text=True, env=full, timeout=60)
 
 

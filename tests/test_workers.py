@@ -439,3 +439,31 @@ def test_summary_text_in_a_parsed_feed_gets_the_word_breaks() -> None:
                  "desc": "<p>Gazprom</p><p>CNPC</p>"}])
     parsed = ParseJob(body, "https://wire.example/rss.xml", {}, spec())()
     assert parsed.feed.items[0].summary == "Gazprom CNPC"
+
+
+def test_parse_workers_do_not_import_the_command_line(tmp_path: Path) -> None:
+    """multiprocessing re-imports the parent's main module in each worker: the `veille`
+    script (and `python -m bot`) enter through bot/__main__.py, which imports nothing, so a
+    worker never carries bot.cli, typer and rich. A copy of the console script proves it."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["veille"] == "bot.__main__:main"
+    script = tmp_path / "veille"
+    script.write_text(
+        "import sys\n"
+        "from bot.__main__ import main\n"
+        "if __name__ == '__main__':\n"  # what the worker must never run
+        "    from bot.app import _parse_pool\n"
+        "    from bot.config import Settings\n"
+        "    pool = _parse_pool(Settings(_env_file=None, parse_workers=1))\n"
+        "    probe = \"sorted(m for m in ('bot.cli', 'typer', 'rich') if m in __import__('sys').modules)\"\n"
+        "    print(pool.submit(eval, probe).result(60), 'bot.cli' in sys.modules)\n"
+        "    pool.shutdown()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "False"]
