@@ -110,9 +110,11 @@ def test_ctrl_c_while_the_database_does_not_answer_is_one_line(tmp_path: Path) -
         server.bind(("127.0.0.1", 0))
         server.listen()
         url = f"postgresql+psycopg://postgres@127.0.0.1:{server.getsockname()[1]}/test"
+        # SIGINT as a terminal leaves it (a shell's background job inherits it ignored)
         proc = subprocess.Popen([*COMMAND, "feeds"], env=env_for(tmp_path, VEILLE_DATABASE_URL=url),
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         conn, _ = server.accept()  # veille is now waiting on the database
         try:
             proc.send_signal(signal.SIGINT)
