@@ -998,7 +998,8 @@ def _subscriber_json(s, topics: tuple[str, ...]) -> dict:
 @app.command()
 def workers(
     as_json: bool = typer.Option(False, "--json", help="One JSON document: instances (with "
-                                 "their jobs), queued, orphans, failed, updates_consumer, leased_deliveries."),
+                                 "their jobs), queued, orphans, failed, updates_consumer, "
+                                 "leased_deliveries."),
 ) -> None:
     """The instances sharing the PostgreSQL database: each one's heartbeat and the jobs it
     is running (feed polls, chats' deliveries, singletons), the jobs queued, the jobs of a

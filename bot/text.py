@@ -77,13 +77,17 @@ class _FoldTable(dict):
         return value
 
 
+def _unspaced(cp: int, folded: str) -> str:
+    """A fold with a CJK character not set apart by spaces (so it keeps the length of one)."""
+    return folded[1] if folded == f" {chr(cp)} " else folded
+
+
 class _FlatTable(dict):
     """The fold of each code point with a CJK character not set apart: length-preserving for
     every character not in _RESIZED."""
 
     def __missing__(self, cp: int) -> str:
-        folded = _TABLE[cp]
-        value = self[cp] = folded[1] if folded == f" {chr(cp)} " else folded
+        value = self[cp] = _unspaced(cp, _TABLE[cp])
         return value
 
 
@@ -117,8 +121,7 @@ def build_tables() -> list[str]:
                 table.append(_TABLE.setdefault(cp, f" {c} " if is_cjk(c) else c))
             else:
                 table.append(_TABLE[cp])
-        _BMP_FLAT[:] = [c.strip() if len(c) == 3 and c == f" {chr(cp)} " else c
-                        for cp, c in enumerate(table)]
+        _BMP_FLAT[:] = [_unspaced(cp, c) for cp, c in enumerate(table)]
         _BMP[:] = table
     return _BMP
 

@@ -586,13 +586,13 @@ def _head() -> str:
 
 
 def _at_head(engine: sa.Engine) -> bool:
-    """Whether the schema is already the latest (read without alembic)."""
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
-            return list(found) == [_head()]
-    except sa.exc.DBAPIError:  # no such table: a new database
-        return False
+    """Whether the schema is already the latest (read without alembic). A database that
+    cannot be reached raises here, once, rather than being tried again by the upgrade."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):  # a new database
+            return False
+        found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        return list(found) == [_head()]
 
 
 def _migrate(engine: sa.Engine) -> None:
