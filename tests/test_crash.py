@@ -130,36 +130,54 @@ class Delivery:
 
 class ConsoleSink:
     """The console as the sink: each process's stdout is a pipe of one page, read one alert
-    per SINK_DELAY, so a process with alerts to deliver spends its time blocked in a send."""
+    per SINK_DELAY, so a process with alerts to deliver spends its time blocked in a send.
+
+    A held pipe starts almost full and is not read until released: the process's first alert
+    blocks in its write, with its lease taken, for as long as the test wants (a kill there is
+    a kill in a send, whatever the machine's speed)."""
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
         self._readers: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self._gates: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
     def env(self) -> dict[str, str]:
         return {}  # no VEILLE_TELEGRAM_TOKEN: alerts are printed
 
-    def stdout(self, life: int) -> int:
-        """The write end of a new pipe for process `life`; its alerts are read slowly."""
+    def stdout(self, life: int, *, held: bool = False) -> int:
+        """The write end of a new pipe for process `life`; its alerts are read slowly (held:
+        not at all until release(life), and the pipe has room for no alert)."""
         read_end, write_end = os.pipe()
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+        gate = self._gates[life] = threading.Event()
+        if held:
+            os.write(write_end, b"." * 4063 + b"\n")  # 32 bytes left: less than any alert
+        else:
+            gate.set()
         dead = threading.Event()
-        reader = threading.Thread(target=self._read, args=(life, read_end, dead), daemon=True)
+        reader = threading.Thread(target=self._read, args=(life, read_end, dead, gate),
+                                  daemon=True)
         reader.start()
         self._readers[life] = (reader, dead)
         return write_end
+
+    def release(self, life: int) -> None:
+        """Process `life`'s pipe is read from now on."""
+        self._gates[life].set()
 
     def ended(self, life: int) -> list[Delivery]:
         """Process `life` is dead: take what it left in the pipe; its deliveries."""
         reader, dead = self._readers.pop(life)
         dead.set()
+        self._gates.pop(life).set()
         reader.join(WAIT)
         assert not reader.is_alive(), f"the sink of process {life} did not finish reading"
         return [d for d in self.deliveries if d.life == life]
 
-    def _read(self, life: int, fd: int, dead: threading.Event) -> None:
+    def _read(self, life: int, fd: int, dead: threading.Event, gate: threading.Event) -> None:
         pending = b""
+        gate.wait()
         try:
             while True:
                 # its parse workers may hold the pipe open a while: once the process is
@@ -195,17 +213,18 @@ class Life:
     started: float
     hits_at_start: int
     polls_at_start: int
+    held: bool = False  # its stdout is not read until the sink releases it
 
 
 def start(tmp_path: Path, sink: ConsoleSink, server: FeedServer, number: int, command: str,
-          env: dict[str, str]) -> Life:
+          env: dict[str, str], held: bool = False) -> Life:
     polls = recorded_polls(tmp_path / "veille.db")
-    write_end = sink.stdout(number)
+    write_end = sink.stdout(number, held=held)
     with (tmp_path / f"err-{number}.txt").open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", LAUNCH, command], env=env,
                                 stdout=write_end, stderr=err, cwd=tmp_path)
     os.close(write_end)
-    return Life(number, proc, time.time(), server.total_hits(), polls)
+    return Life(number, proc, time.time(), server.total_hits(), polls, held)
 
 
 def wal_state(db: Path) -> tuple[int, int, int]:
@@ -218,9 +237,10 @@ def wal_state(db: Path) -> tuple[int, int, int]:
 
 
 def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: ConsoleSink,
-                         server: FeedServer, tmp_path: Path) -> str:
+                         server: FeedServer, tmp_path: Path, kill_held: bool = False) -> str:
     """Wait for the moment `mode` picks; the mode that applied ("random" when the moment did
-    not come within MOMENT seconds of the process being up)."""
+    not come within MOMENT seconds of the process being up). A held process in "send" mode is
+    killed in its first send (kill_held), or once its pipe is read again."""
     err = tmp_path / f"err-{life.number}.txt"
     if mode == "startup":  # while it imports, migrates, syncs the feeds, starts its worker
         time.sleep(rng.uniform(0.0, 3.0))
@@ -251,6 +271,19 @@ def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: Consol
                 return "random"
             else:
                 time.sleep(0.0001)
+        return mode
+    if mode == "send" and life.held:  # its first alert is blocked in its write, leased
+        deadline += 4 * MOMENT  # alerts come with the polls that find fresh items
+        db = tmp_path / "veille.db"
+        while not leased_since(db, life.started):
+            if time.monotonic() > deadline:
+                sink.release(life.number)
+                return "random"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 4 * SINK_DELAY))  # the write cannot end while held
+        if not kill_held:  # or read on: a random moment in the sends that follow
+            sink.release(life.number)
+            time.sleep(rng.uniform(0.0, 8 * SINK_DELAY))
         return mode
     if mode == "send":  # a random moment after this process's first alert reached the sink
         deadline += 4 * MOMENT  # alerts come with the polls that find fresh items
@@ -295,6 +328,13 @@ def outbox(db: Path) -> dict[str, tuple[str, float]]:
     return {link: (status, _when(next_at)) for link, status, next_at in rows}
 
 
+def leased_since(db: Path, started: float) -> bool:
+    """Whether an alert holds a lease taken after `started` (a lease runs LEASE seconds from
+    when it is taken; the leases of processes that ended before `started` end earlier)."""
+    return any(status == "pending" and until > started + LEASE
+               for status, until in outbox(db).values())
+
+
 def recorded_polls(db: Path) -> int:
     """Polls recorded (claims and failures) over every feed."""
     rows = query(db, "SELECT COALESCE(SUM(polls), 0) FROM feeds")
@@ -309,6 +349,7 @@ class KillRecord:
     in_flight: set[str]  # printed by this process, not marked sent: will be repeated
     leased: dict[str, float]  # leased by this process and not sent: link -> lease expiry
     polls_cut: int  # fetches served to this process whose claim had not committed
+    in_held_send: bool = False  # killed while its first send was blocked in the write
 
 
 # ---------------------------------------------------------------- the test
@@ -346,10 +387,17 @@ def run_world(server: FeedServer, tmp_path: Path, seed: int) -> None:
     grower.start()
     kills: list[KillRecord] = []
     try:
+        held_kills = 0
         for number in range(KILLS):
-            life = start(tmp_path, sink, server, number, "run", env)
             mode = rng.choices(["commit", "send", "random", "startup"], weights=[4, 4, 2, 1])[0]
-            mode = wait_for_kill_moment(life, mode, rng, sink, server, tmp_path)
+            # the first process delivers freely (it makes the state to crash into); a later
+            # one to be killed in a send is held in its first send, and every other such one
+            # is killed there (a kill in a send whatever the machine's speed)
+            held = mode == "send" and number > 0
+            life = start(tmp_path, sink, server, number, "run", env, held=held)
+            kill_held = held and held_kills % 2 == 0
+            mode = wait_for_kill_moment(life, mode, rng, sink, server, tmp_path, kill_held)
+            held_kills += held and mode == "send"
             assert life.proc.poll() is None, (tmp_path / f"err-{number}.txt").read_text()
             hits = server.total_hits()
             life.proc.kill()
@@ -362,7 +410,8 @@ def run_world(server: FeedServer, tmp_path: Path, seed: int) -> None:
             kills.append(KillRecord(
                 number, mode, killed_at,
                 {link for link in printed if state.get(link, ("?",))[0] != "sent"}, leased,
-                (hits - life.hits_at_start) - (recorded_polls(db) - life.polls_at_start)))
+                (hits - life.hits_at_start) - (recorded_polls(db) - life.polls_at_start),
+                kill_held and mode == "send"))
     finally:
         stop.set()
         grower.join(WAIT)
@@ -382,7 +431,8 @@ def check(world: World, sink: ConsoleSink, kills: list[KillRecord],
         counts[d.link] = counts.get(d.link, 0) + 1
     summary = (f"{len(kills)} kills ({', '.join(f'{m}: {sum(k.mode == m for k in kills)}' for m in ('commit', 'send', 'random', 'startup'))}); "
                f"{sum(bool(k.in_flight) for k in kills)} with an alert in flight, "
-               f"{sum(bool(k.leased) for k in kills)} holding leases, "
+               f"{sum(bool(k.leased) for k in kills)} holding leases "
+               f"({sum(k.in_held_send for k in kills)} killed in a held send), "
                f"{sum(k.polls_cut > 0 for k in kills)} between a fetch and its claim; "
                f"{len(world.expected)} alerts expected, {len(sink.deliveries)} delivered")
     print(summary)
@@ -416,8 +466,11 @@ def check(world: World, sink: ConsoleSink, kills: list[KillRecord],
                 f"{link}: leased by process {k.life} until {until:.2f}, delivered again by "
                 f"process {later[0].life} at {later[0].at:.2f}")
 
-    # the kills fell where they had to: in sends, with leases held, and in claims
-    # (timing varies with the machine's load: CI saw 2 to 10 of 20 in each; at least one
-    # each proves the guarantees above were checked against such a kill)
+    # the kills fell where they had to: in sends, with leases held, and in claims. A process
+    # killed in a held send holds the lease of the alert it was writing (the lease is taken
+    # before the send); the other moments vary with the machine's load, and at least one kill
+    # between a fetch and its claim proves the claim's guarantees were checked against one
+    held = [k for k in kills if k.in_held_send]
+    assert held and all(k.leased for k in held), summary
     assert sum(bool(k.leased) or bool(k.in_flight) for k in kills) >= 1, summary
     assert sum(k.polls_cut > 0 for k in kills) >= 1, summary
