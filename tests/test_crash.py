@@ -245,9 +245,12 @@ def wait_for_kill_moment(life: Life, mode: str, rng: random.Random, sink: Consol
     if mode == "startup":  # while it imports, migrates, syncs the feeds, starts its worker
         time.sleep(rng.uniform(0.0, 3.0))
         return mode
-    up = time.monotonic() + UP  # up: a poll has ended (its parse worker runs) or it sends
+    # up: a poll has ended (its parse worker runs) or it sends (a held one may block in a
+    # send of alerts a killed process left, before any poll of its own)
+    up = time.monotonic() + UP
     while ('"event": "poll"' not in err.read_text(encoding="utf-8")
-           and not any(d.life == life.number for d in sink.deliveries)):
+           and not any(d.life == life.number for d in sink.deliveries)
+           and not (life.held and leased_since(tmp_path / "veille.db", life.started))):
         assert time.monotonic() < up and life.proc.poll() is None, err.read_text()
         time.sleep(0.02)
     if life.number == 0:  # the first one runs until it delivers: state to crash into
