@@ -183,6 +183,32 @@ def test_concurrent_opens_of_an_empty_database_migrate_once(db_url: str) -> None
         s.close()
 
 
+def test_a_new_database_locked_while_it_is_switched_to_wal_is_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching a file to WAL mode takes an exclusive lock that SQLite does not wait for:
+    a process opening a new database while another holds it must try again, not fail."""
+    path = tmp_path / "veille.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # as another process's first connection does
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # refused once: the other one's transaction ends
+        waits.append(seconds)
+        if holder.in_transaction:
+            holder.execute("COMMIT")
+
+    monkeypatch.setattr(store_module, "_sleep", sleep)
+    s = Store.open(f"sqlite:///{path}")
+    try:
+        assert len(waits) == 1
+        with s._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert count(s, "alembic_version") == 1
+    finally:
+        s.close()
+        holder.close()
+
+
 OPEN_ON_GO = """
 import sys
 from bot.store import FetchRecord, Store

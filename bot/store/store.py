@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -566,10 +568,35 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Put the database in WAL mode (a setting the file keeps), or find it there.
+
+    The switch takes an exclusive lock and SQLite does not wait for it (the busy timeout does
+    not apply): when several processes or threads open a new database at once, all but one
+    are refused with "database is locked". They try again, for as long as the busy timeout,
+    instead of failing to start. A database already in WAL mode is only read.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        _sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+_sleep = time.sleep  # a seam for the test that holds a new database locked
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
