@@ -209,6 +209,22 @@ def test_a_new_database_locked_while_it_is_switched_to_wal_is_waited_for(
         holder.close()
 
 
+def test_a_database_at_head_opens_while_another_process_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding the schema at head is a read: it does not wait for another process's write
+    transaction (a running instance's claim), which could hold a start-up for long."""
+    url = f"sqlite:///{tmp_path}/veille.db"
+    Store.open(url).close()
+    writer = sqlite3.connect(tmp_path / "veille.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process, mid-claim
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 1000)  # a wait for it would fail
+    try:
+        Store.open(url).close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 OPEN_ON_GO = """
 import sys
 from bot.store import FetchRecord, Store

@@ -176,7 +176,7 @@ class Store(DeliveryStore, SubscriberStore, StoryStore, WatchStore, InstanceStor
         store = cls(engine, serialize=memory)
         try:
             with store._errors("migrating"):
-                _migrate(store._writer)
+                _migrate(store._engine, store._writer)
         except BaseException:
             engine.dispose()
             raise
@@ -622,13 +622,14 @@ def _at_head(engine: sa.Engine) -> bool:
         return list(found) == [_head()]
 
 
-def _migrate(engine: sa.Engine) -> None:
+def _migrate(reader: sa.Engine, writer: sa.Engine) -> None:
     """Upgrade to head in one transaction, one process at a time.
 
-    A database already at head is only read: alembic is not even imported (about 10 MB a
+    A database already at head is only read, through `reader` (on SQLite, without waiting for
+    another process's write transaction): alembic is not even imported (about 10 MB a
     process keeps for its whole life, and half a second at startup).
     """
-    if _at_head(engine):
+    if _at_head(reader):
         return
     from alembic import command
     from alembic.config import Config
@@ -636,7 +637,7 @@ def _migrate(engine: sa.Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
-    with _MIGRATING, engine.connect() as conn, conn.begin():
+    with _MIGRATING, writer.connect() as conn, conn.begin():
         # SQLite: BEGIN IMMEDIATE already holds the write lock. PostgreSQL: an advisory lock,
         # released at commit, makes a second process wait and then find the schema at head.
         if conn.dialect.name == "postgresql":
